@@ -1,0 +1,28 @@
+"""``python -m service``: start the Modelship model server (see ``--help``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pydantic import ValidationError
+
+
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from service.cli import parse_settings
+    from service.errors import ServingError
+    from service.server import run
+
+    try:
+        settings = parse_settings()
+        settings.models()
+    except (ValidationError, ServingError, OSError) as exc:
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    run(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

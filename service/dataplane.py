@@ -1,0 +1,166 @@
+"""The transport-independent dataplane: resolve a model spec, validate tensors, run signatures.
+
+REST and gRPC both call one :class:`DataPlane`; neither knows about the other. Model calls run on
+a small thread pool so the event loop keeps serving health checks and other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from service import signature as sig
+from service.errors import InvalidArgument, Unimplemented
+from service.repository import ModelRepository
+from service.servable import Servable
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a request addresses: a model name and at most one of version and label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature_name: str = ""
+
+
+@dataclass
+class Prediction:
+    servable: Servable
+    signature: sig.SignatureInfo
+    outputs: dict[str, np.ndarray]
+
+
+class DataPlane:
+    """Everything the transports need, over one :class:`ModelRepository`."""
+
+    def __init__(self, repository: ModelRepository, workers: int | None = None) -> None:
+        self.repository = repository
+        self.draining = False
+        self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
+                                        thread_name_prefix="model")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- health --------------------------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready to take traffic: every model has an AVAILABLE version and we are not draining."""
+        return not self.draining and self.repository.ready()
+
+    # -- model lookup --------------------------------------------------------------------------
+
+    def resolve(self, spec: ModelSpec) -> Servable:
+        return self.repository.resolve(spec.name, spec.version, spec.label)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    async def predict(self, servable: Servable, info: sig.SignatureInfo,
+                      inputs: dict[str, np.ndarray], output_filter: Sequence[str] = ()) -> Prediction:
+        """Validate ``inputs`` against ``info`` and run it; keep only ``output_filter`` outputs."""
+        validate_inputs(info, inputs, servable.allow_non_finite)
+        wanted = list(output_filter)
+        for name in wanted:
+            if name not in info.outputs:
+                raise InvalidArgument(f"output tensor alias not found in signature: {name} Outputs "
+                                      f"expected to be in the set {{{','.join(info.outputs)}}}.")
+        if len(set(wanted)) != len(wanted):
+            raise InvalidArgument("duplicate output tensor alias in output_filter")
+        loop = asyncio.get_running_loop()
+        outputs = await loop.run_in_executor(self._pool, servable.run, info.name, inputs)
+        if wanted:
+            outputs = {k: outputs[k] for k in wanted}
+        return Prediction(servable, info, outputs)
+
+    async def regress(self, servable: Servable, signature_name: str,
+                      example_list: list[tf.train.Example],
+                      context: tf.train.Example | None = None) -> list[float]:
+        """TF Serving Regress: one float per example from the signature's ``outputs``."""
+        info = servable.signature(signature_name or None, sig.REGRESS_METHOD)
+        result = await self._run_examples(servable, info, example_list, context)
+        values = result.outputs.get("outputs")
+        if values is None:
+            raise InvalidArgument("Expected one output tensor named 'outputs' in regress signature")
+        return [float(v) for v in np.asarray(values).reshape(len(example_list), -1)[:, 0]]
+
+    async def classify(self, servable: Servable, signature_name: str,
+                       example_list: list[tf.train.Example],
+                       context: tf.train.Example | None = None) -> list[list[tuple[str, float]]]:
+        """TF Serving Classify: ``(label, score)`` pairs per example from ``classes``/``scores``."""
+        info = servable.signature(signature_name or None, sig.CLASSIFY_METHOD)
+        result = await self._run_examples(servable, info, example_list, context)
+        n = len(example_list)
+        scores = result.outputs.get("scores")
+        classes = result.outputs.get("classes")
+        if scores is None and classes is None:
+            raise InvalidArgument("classify signature has neither 'classes' nor 'scores' output")
+        score_rows = np.asarray(scores, dtype=np.float64).reshape(n, -1) if scores is not None else None
+        class_rows = np.asarray(classes).reshape(n, -1) if classes is not None else None
+        width = (score_rows if score_rows is not None else class_rows).shape[1]  # type: ignore[union-attr]
+        out = []
+        for i in range(n):
+            row = []
+            for j in range(width):
+                label = class_rows[i, j] if class_rows is not None else b""
+                text = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+                row.append((text, float(score_rows[i, j]) if score_rows is not None else 0.0))
+            out.append(row)
+        return out
+
+    async def _run_examples(self, servable: Servable, info: sig.SignatureInfo,
+                            example_list: list[tf.train.Example],
+                            context: tf.train.Example | None) -> Prediction:
+        if not example_list:
+            raise InvalidArgument("Input is empty")
+        if len(info.inputs) != 1:
+            raise InvalidArgument(f"Expected one input tensor in {info.name}, got {len(info.inputs)}")
+        (input_name,) = info.inputs
+        if info.inputs[input_name].dtype != tf.string.as_datatype_enum:
+            raise Unimplemented(f"signature {info.name} does not take serialized tf.Examples")
+        # As TF Serving does: context + example serialized back to back parse as their merge,
+        # with the example's features taking precedence.
+        prefix = context.SerializeToString() if context is not None else b""
+        serialized = np.array([prefix + e.SerializeToString() for e in example_list], dtype=object)
+        return await self.predict(servable, info, {input_name: serialized})
+
+
+def validate_inputs(info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray],
+                    allow_non_finite: bool) -> None:
+    """Names, dtypes, shapes and (when the model says so) finiteness, naming the bad input."""
+    expected, sent = set(info.inputs), set(inputs)
+    if expected != sent:
+        raise InvalidArgument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+            f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+        )
+    for name, tensor in info.inputs.items():
+        value = inputs[name]
+        want = tensor.numpy_dtype
+        if want is None:
+            raise Unimplemented(f"input '{name}' has unsupported dtype {tensor.dtype_name}")
+        if value.dtype != want:
+            raise InvalidArgument(f"input '{name}' expects {tensor.dtype_name}, got {value.dtype}")
+        if tensor.shape is not None and (value.ndim != len(tensor.shape) or any(
+            d >= 0 and d != got for d, got in zip(tensor.shape, value.shape, strict=True)
+        )):
+            raise InvalidArgument(f"input '{name}' expects shape {tensor.shape_text()}, "
+                                  f"got [{','.join(str(d) for d in value.shape)}]")
+        if not allow_non_finite and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise InvalidArgument(f"input '{name}' contains NaN or Infinity, which this model "
+                                  "does not accept")
+
+
+__all__ = ["DataPlane", "ModelSpec", "Prediction", "validate_inputs"]

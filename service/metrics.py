@@ -1,0 +1,60 @@
+"""Prometheus metrics of the server, in a registry of its own (one per server instance).
+
+Names (the Helm chart's dashboard and the rollout operator read these):
+
+* ``modelship_requests_total{model,version,api,code,transport}``
+* ``modelship_request_duration_seconds{model,version,api,transport}`` (histogram)
+* ``modelship_model_version_state{model,version,state}`` (1 for the current state, else 0)
+* ``:tensorflow:serving:request_count{model_name,status}`` and
+  ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` (microseconds), as TF Serving
+  names them, so existing dashboards keep working.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from service.errors import Code
+from service.repository import State
+
+_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0)
+_TF_BUCKETS = tuple(10 * 1.8**k for k in range(33))
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Request and model-state metrics; ``observe`` is cheap enough for the hot path."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("modelship_requests", "Requests by model, version, API, code and transport",
+                                ["model", "version", "api", "code", "transport"], registry=self.registry)
+        self.latency = Histogram("modelship_request_duration_seconds", "Request latency in seconds",
+                                 ["model", "version", "api", "transport"], buckets=_LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.state = Gauge("modelship_model_version_state",
+                           "1 for the state a model version is in (TF Serving states)",
+                           ["model", "version", "state"], registry=self.registry)
+        self.tf_count = Counter(":tensorflow:serving:request_count", "TF Serving-compatible request count",
+                                ["model_name", "status"], registry=self.registry)
+        self.tf_latency = Histogram(":tensorflow:serving:request_latency",
+                                    "TF Serving-compatible request latency in microseconds",
+                                    ["model_name", "API", "entrypoint"], buckets=_TF_BUCKETS,
+                                    registry=self.registry)
+
+    def observe(self, model: str, version: str, api: str, code: Code, transport: str,
+                seconds: float) -> None:
+        self.requests.labels(model, version, api, code.name, transport).inc()
+        self.latency.labels(model, version, api, transport).observe(seconds)
+        self.tf_count.labels(model, code.name).inc()
+        self.tf_latency.labels(model, api, transport.upper()).observe(seconds * 1e6)
+
+    def model_state(self, model: str, version: int, state: State) -> None:
+        for candidate in (State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END):
+            self.state.labels(model, str(version), candidate.name).set(1 if candidate == state else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

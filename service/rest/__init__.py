@@ -1,0 +1,1 @@
+"""REST transport: TF Serving API v1 and KServe V2 over ASGI (uvicorn)."""

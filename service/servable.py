@@ -1,0 +1,112 @@
+"""A loaded model version: its SavedModel, signatures, manifest, and how to run a signature."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from model import manifest as manifest_file
+from service import signature as sig
+from service.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, ServingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Servable:
+    """One AVAILABLE-able version of one model. Immutable once loaded; safe to share across threads."""
+
+    name: str
+    version: int
+    path: Path
+    signatures: dict[str, sig.SignatureInfo]
+    signature_def_map: get_model_metadata_pb2.SignatureDefMap
+    manifest: dict[str, Any] | None
+    _functions: dict[str, Any] = field(repr=False, default_factory=dict)
+    _module: Any = field(repr=False, default=None)
+
+    @property
+    def allow_non_finite(self) -> bool:
+        """Models exported by Modelship declare whether NaN/Infinity inputs are allowed."""
+        if self.manifest is None:
+            return True
+        return bool(self.manifest.get("input_schema", {}).get("allow_non_finite", True))
+
+    def signature(self, name: str | None, method: str | None = None) -> sig.SignatureInfo:
+        """The named signature (default ``serving_default``), checked against ``method``."""
+        key = name or sig.DEFAULT_SIGNATURE
+        info = self.signatures.get(key)
+        if not name and method is not None and (info is None or info.method_name != method):
+            # No name given and the default does not fit: use the one signature that does.
+            fitting = [s for s in self.signatures.values() if s.method_name == method]
+            if len(fitting) == 1:
+                info = fitting[0]
+        if info is None:
+            raise FailedPrecondition(f'Serving signature key "{key}" not found.')
+        if method is not None and info.method_name != method:
+            raise InvalidArgument(
+                f"Expected {method.rsplit('/', 1)[-1]} signature method_name to be {method}. "
+                f"Was: {info.method_name}"
+            )
+        return info
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on already validated inputs; return every output as numpy."""
+        fn = self._functions[signature_name]
+        try:
+            result = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        except tf.errors.InvalidArgumentError as exc:
+            raise InvalidArgument(_tf_message(exc)) from None
+        except tf.errors.OpError as exc:
+            raise ServingError(_tf_message(exc)) from None
+        return {k: v.numpy() for k, v in result.items()}
+
+
+def _tf_message(exc: tf.errors.OpError) -> str:
+    return str(exc.message).split("\n", 1)[0][:1000]
+
+
+def load(name: str, version: int, path: Path, verify_manifest: bool = True) -> Servable:
+    """Verify (when a manifest is present) and load ``path``; raise :class:`ServingError` on failure."""
+    manifest = None
+    if verify_manifest:
+        try:
+            manifest = manifest_file.verify(path)
+        except manifest_file.ManifestError as exc:
+            raise DataLoss(f"refusing to load version {version} of {name}: {exc}") from None
+    pb_path = path / "saved_model.pb"
+    if not pb_path.is_file():
+        raise NotFound(f"no saved_model.pb in {path}")
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString(pb_path.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError or RuntimeError
+        raise DataLoss(f"cannot parse {pb_path}: {exc}") from None
+    meta = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), None)
+    if meta is None:
+        raise FailedPrecondition(f"{path} has no MetaGraph tagged 'serve'")
+    def_map = get_model_metadata_pb2.SignatureDefMap()
+    for key, value in meta.signature_def.items():
+        if not key.startswith("__"):  # skip internal signatures such as __saved_model_init_op
+            def_map.signature_def[key].CopyFrom(value)
+    try:
+        module = tf.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - TF raises many unrelated types on a bad model
+        raise ServingError(f"failed to load SavedModel at {path}: {exc}"[:1000]) from None
+    functions = dict(module.signatures)
+    signatures = {
+        key: sig.from_proto(key, value)
+        for key, value in sorted(def_map.signature_def.items())
+        if key in functions
+    }
+    if not signatures:
+        raise FailedPrecondition(f"{path} has no callable serving signatures")
+    return Servable(name, version, path, signatures, def_map, manifest, functions, module)

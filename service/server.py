@@ -1,0 +1,167 @@
+"""The server process: builds repository, dataplane and transports, owns signals and shutdown.
+
+Shutdown on SIGTERM/SIGINT: readiness turns false at once; after ``shutdown_delay_seconds`` the
+listeners close and in-flight requests finish, bounded by ``shutdown_timeout_seconds``; then the
+process exits 0. A second signal exits at once. A watchdog exits 1 if draining overruns the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
+
+import uvicorn
+
+from service import config as model_config
+from service.auth import TokenAuth
+from service.dataplane import DataPlane
+from service.errors import ServingError
+from service.metrics import Metrics
+from service.repository import ModelRepository
+from service.rest.app import create_app
+from service.settings import Settings, available_cpus
+
+log = logging.getLogger("service")
+
+
+def server_version() -> str:
+    try:
+        return package_version("modelship")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def configure_tensorflow(settings: Settings) -> None:
+    """TF thread pools sized for the CPUs this process may use (before any TF op runs)."""
+    import tensorflow as tf
+
+    intra = settings.tensorflow_intra_op_parallelism or available_cpus()
+    inter = settings.tensorflow_inter_op_parallelism or intra
+    with contextlib.suppress(RuntimeError):  # already initialised (tests running in-process)
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+class _QuietUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: :class:`ModelServer` owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ModelServer:
+    """One process serving REST (and gRPC) over one dataplane."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.repository = ModelRepository(
+            settings.models(),
+            poll_seconds=settings.file_system_poll_wait_seconds,
+            settle_seconds=settings.version_settle_seconds,
+            verify_manifest=settings.verify_manifest,
+            enable_warmup=settings.enable_model_warmup,
+            listener=self.metrics.model_state,
+        )
+        self.dataplane = DataPlane(self.repository, workers=settings.model_threads or None)
+        self.auth = TokenAuth(settings.auth_token_value())
+        self._stopping = asyncio.Event()
+        self._signals = 0
+
+    def build_rest(self) -> uvicorn.Server:
+        app = create_app(self.dataplane, self.metrics, self.auth, self.settings.max_request_bytes,
+                         server_version(), cors=self.settings.rest_api_enable_cors_support)
+        config = uvicorn.Config(
+            app, host=self.settings.host, port=self.settings.rest_api_port, loop="none",
+            http="httptools", lifespan="off", access_log=self.settings.access_log, log_config=None,
+            timeout_graceful_shutdown=int(max(1, self.settings.shutdown_timeout_seconds)),
+            server_header=False,
+        )
+        return _QuietUvicorn(config)
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        self.repository.start()
+        config_task = asyncio.create_task(self._watch_config())
+        rest = self.build_rest() if self.settings.rest_api_port else None
+        rest_task = asyncio.create_task(rest.serve()) if rest else None
+        log.info("serving %s: REST on %s:%s", ", ".join(self.repository.model_names()),
+                 self.settings.host, self.settings.rest_api_port)
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
+        if rest_task:
+            waiters.append(rest_task)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await self._drain(rest, rest_task)
+        config_task.cancel()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting now", sig.name)
+            os._exit(1)
+        log.info("%s received: not ready, draining", sig.name)
+        self.dataplane.draining = True
+        self._stopping.set()
+
+    async def _drain(self, rest: uvicorn.Server | None, rest_task: asyncio.Task[None] | None) -> None:
+        self.dataplane.draining = True
+        bound = self.settings.shutdown_delay_seconds + self.settings.shutdown_timeout_seconds + 5
+        watchdog = threading.Timer(bound, _overrun, args=(bound,))
+        watchdog.daemon = True
+        watchdog.start()
+        if self.settings.shutdown_delay_seconds:
+            await asyncio.sleep(self.settings.shutdown_delay_seconds)
+        if rest is not None and rest_task is not None:
+            rest.should_exit = True
+            await rest_task
+        self.repository.stop()
+        self.dataplane.close()
+        watchdog.cancel()
+        log.info("shutdown complete")
+
+    async def _watch_config(self) -> None:
+        path = self.settings.model_config_file
+        interval = self.settings.model_config_file_poll_wait_seconds
+        if path is None or interval <= 0:
+            return
+        last = path.read_text()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                text = path.read_text()
+                if text != last:
+                    self.repository.reconfigure(model_config.parse(text, str(path)))
+                    last = text
+                    log.info("model config reloaded from %s", path)
+            except (OSError, ServingError) as exc:
+                log.error("model config %s not reloaded: %s", path, exc)
+
+
+def _overrun(bound: float) -> None:
+    log.error("shutdown did not finish within %.0fs; exiting", bound)
+    os._exit(1)
+
+
+def run(settings: Settings) -> None:
+    """Configure logging and TensorFlow, then serve until a signal arrives."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_tensorflow(settings)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(ModelServer(settings).serve())

@@ -1,0 +1,127 @@
+"""Server settings: one pydantic-settings class, from flags (TF Serving names) and environment.
+
+Environment variables use the ``MODELSHIP_`` prefix (``MODELSHIP_REST_API_PORT=8501``). As in TF
+Serving's image, ``MODEL_NAME`` and ``MODEL_BASE_PATH`` are read too: without ``--model_base_path``
+the served base path is ``$MODEL_BASE_PATH/$MODEL_NAME``. Unknown ``MODELSHIP_*`` keys are rejected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.config import ModelConfig, load_file, single
+
+# MODELSHIP_* variables that belong to the project's tooling (cache of built tools), not the server.
+TOOLING_ENV = frozenset({"MODELSHIP_CACHE"})
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; flags override environment, environment overrides defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSHIP_", extra="forbid",
+                                      populate_by_name=True, protected_namespaces=())
+
+    rest_api_port: int = Field(8501, ge=0, le=65535, description="HTTP/REST port (0 disables REST).")
+    port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 disables gRPC).")
+    host: str = Field("0.0.0.0", description="Address both servers listen on.")
+    model_name: str = Field("model", validation_alias=AliasChoices("model_name", "MODELSHIP_MODEL_NAME",
+                                                                  "MODEL_NAME"),
+                            description="Name of the single served model (without a config file).")
+    model_base_path: Path | None = Field(None, description="Base path of the single served model; "
+                                         "default $MODEL_BASE_PATH/$MODEL_NAME.")
+    models_root: Path = Field(Path("/models"), validation_alias=AliasChoices(
+        "models_root", "MODELSHIP_MODELS_ROOT", "MODEL_BASE_PATH"),
+        description="Root holding <model_name>/ when --model_base_path is not given (TF Serving "
+                    "image's MODEL_BASE_PATH).")
+    model_config_file: Path | None = Field(None, description="TF Serving ModelServerConfig text "
+                                           "proto; overrides model_name and model_base_path.")
+    model_config_file_poll_wait_seconds: float = Field(0, ge=0, description="Re-read the config "
+                                                       "file this often (0: never).")
+    file_system_poll_wait_seconds: float = Field(1, description="Scan base paths for new versions "
+                                                 "this often; 0 scans once, negative never.")
+    version_settle_seconds: float = Field(0.5, ge=0, description="A version directory must stay "
+                                          "unchanged this long before it is loaded.")
+    verify_manifest: bool = Field(True, description="Check every file's sha256 against "
+                                  "manifest.json (when present) before loading a version.")
+    enable_model_warmup: bool = Field(True, description="Replay assets.extra warm-up records (or "
+                                      "a synthetic request) before a version becomes AVAILABLE.")
+    enable_batching: bool = Field(False, description="Merge concurrent requests into batches.")
+    batching_parameters_file: Path | None = Field(None, description="TF Serving BatchingParameters "
+                                                  "text proto.")
+    auth_token: str | None = Field(None, description="Bearer token required on inference and "
+                                   "metadata (health and metrics stay open).")
+    auth_token_file: Path | None = Field(None, description="File holding the bearer token; wins "
+                                         "over auth_token.")
+    max_request_bytes: int = Field(64 << 20, gt=0, description="Largest request body accepted "
+                                   "(after gunzip); larger gets 413.")
+    rest_api_enable_cors_support: bool = Field(False, description="Send permissive CORS headers "
+                                               "on /v1 responses.")
+    shutdown_timeout_seconds: float = Field(20, gt=0, description="On SIGTERM, wait at most this "
+                                            "long for in-flight requests before exiting.")
+    shutdown_delay_seconds: float = Field(0, ge=0, description="On SIGTERM, keep serving (while "
+                                          "reporting not ready) this long before draining.")
+    tensorflow_intra_op_parallelism: int = Field(0, ge=0, description="TF intra-op threads (0: the "
+                                                 "CPUs available to the process).")
+    tensorflow_inter_op_parallelism: int = Field(0, ge=0, description="TF inter-op threads (0: as "
+                                                 "intra-op).")
+    model_threads: int = Field(0, ge=0, description="Threads running model calls (0: CPUs, at least 2).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    access_log: bool = Field(False, description="Log one line per request (never payloads).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_env(cls, data: object) -> object:
+        known = {f"MODELSHIP_{name}".upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.upper().startswith("MODELSHIP_")
+                         and k.upper() not in known and k.upper() not in TOOLING_ENV)
+        if unknown:
+            raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.rest_api_port == 0 and self.port == 0:
+            raise ValueError("at least one of rest_api_port and port must be set")
+        if self.rest_api_port and self.rest_api_port == self.port:
+            raise ValueError("rest_api_port and port must differ")
+        return self
+
+    def models(self) -> list[ModelConfig]:
+        """The models to serve, from the config file or the single-model settings."""
+        if self.model_config_file is not None:
+            return load_file(self.model_config_file)
+        return single(self.model_name, self.model_base_path or self.models_root / self.model_name)
+
+    def auth_token_value(self) -> str | None:
+        if self.auth_token_file is not None:
+            return self.auth_token_file.read_text().strip() or None
+        return self.auth_token
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: affinity, capped by a cgroup v1/v2 CPU quota when set."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(cpus, quota)) if quota else cpus
+
+
+def _cgroup_quota() -> int | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text[0] != "max":
+            return max(1, -(-int(text[0]) // int(text[1])))
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return max(1, -(-quota // period))
+    except (OSError, ValueError):
+        pass
+    return None
