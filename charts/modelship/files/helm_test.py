@@ -1,0 +1,94 @@
+"""`helm test` probe: a real prediction against the release's Service, stdlib + grpcio only.
+
+Runs inside the server image (which has Python and grpcio but no curl). Configured by env:
+MODELSHIP_TEST_REST_URL, MODELSHIP_TEST_GRPC_TARGET, MODELSHIP_TEST_MODEL,
+MODELSHIP_TEST_REQUEST (JSON body for :predict), MODELSHIP_TEST_TIMEOUT (seconds) and
+MODELSHIP_AUTH_TOKEN_FILE (optional bearer token). Exits non-zero on the first failed check.
+"""
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+REST = os.environ["MODELSHIP_TEST_REST_URL"].rstrip("/")
+GRPC_TARGET = os.environ["MODELSHIP_TEST_GRPC_TARGET"]
+MODEL = os.environ["MODELSHIP_TEST_MODEL"]
+BODY = os.environ["MODELSHIP_TEST_REQUEST"]
+DEADLINE = time.monotonic() + float(os.environ.get("MODELSHIP_TEST_TIMEOUT", "120"))
+TOKEN_FILE = os.environ.get("MODELSHIP_AUTH_TOKEN_FILE", "")
+HEADERS = {"Content-Type": "application/json"}
+if TOKEN_FILE:
+    with open(TOKEN_FILE, encoding="utf-8") as fh:
+        HEADERS["Authorization"] = "Bearer " + fh.read().strip()
+
+
+def call(method: str, path: str, body: bytes | None = None) -> tuple[int, object]:
+    """Send one request; return (status, decoded JSON body)."""
+    req = urllib.request.Request(REST + path, data=body, method=method, headers=HEADERS)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode("utf-8", "replace")
+
+
+def check(ok: bool, what: str) -> None:
+    """Print one result line; exit 1 on failure."""
+    print(("PASS " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def wait_ready() -> None:
+    """Poll /v2/health/ready until 200 or the deadline."""
+    last: object = None
+    while time.monotonic() < DEADLINE:
+        try:
+            status, last = call("GET", "/v2/health/ready")
+            if status == 200:
+                check(True, f"GET /v2/health/ready -> 200 {last}")
+                return
+        except OSError as err:
+            last = err
+        time.sleep(2)
+    check(False, f"GET /v2/health/ready never returned 200 (last: {last})")
+
+
+def predict() -> None:
+    """POST the configured request to :predict and check the predictions."""
+    instances = json.loads(BODY).get("instances", [])
+    status, out = call("POST", f"/v1/models/{MODEL}:predict", BODY.encode())
+    check(status == 200, f"POST /v1/models/{MODEL}:predict -> {status} {out}")
+    preds = out.get("predictions") if isinstance(out, dict) else None
+    check(isinstance(preds, list) and len(preds) == len(instances),
+          f"{len(instances)} instance(s) -> predictions {preds}")
+
+
+def model_status() -> None:
+    """GET /v1/models/<name> must list an AVAILABLE version."""
+    status, out = call("GET", f"/v1/models/{MODEL}")
+    states = [v.get("state") for v in out.get("model_version_status", [])] if isinstance(out, dict) else []
+    check(status == 200 and "AVAILABLE" in states, f"GET /v1/models/{MODEL} -> {status} states={states}")
+
+
+def grpc_health() -> None:
+    """grpc.health.v1.Health/Check on the gRPC port must answer SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(GRPC_TARGET) as channel:
+        grpc.channel_ready_future(channel).result(timeout=max(1.0, DEADLINE - time.monotonic()))
+        stub = health_pb2_grpc.HealthStub(channel)
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    serving = resp.status == health_pb2.HealthCheckResponse.SERVING
+    check(serving, f"gRPC Health/Check on {GRPC_TARGET} -> {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}")
+
+
+wait_ready()
+model_status()
+predict()
+grpc_health()
+print("helm test: all checks passed", flush=True)

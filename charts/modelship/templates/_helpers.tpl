@@ -1,0 +1,189 @@
+{{/*
+Return the chart name, or nameOverride.
+*/}}
+{{- define "modelship.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Return the fully qualified app name used as the prefix of every resource.
+Kubernetes names (DNS-1123 labels) are limited to 63 characters, so it is truncated there.
+If the release name already contains the chart name, the release name is used alone.
+*/}}
+{{- define "modelship.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the namespace the chart's objects go to (namespaceOverride or the release namespace).
+*/}}
+{{- define "modelship.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Return "<chart>-<version>" for the helm.sh/chart label.
+*/}}
+{{- define "modelship.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Return the labels every object carries.
+*/}}
+{{- define "modelship.labels" -}}
+helm.sh/chart: {{ include "modelship.chart" . }}
+{{ include "modelship.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "modelship.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelship
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the selector labels: only immutable ones (Deployment selectors cannot change).
+*/}}
+{{- define "modelship.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelship.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Return an indented metadata "annotations:" block (commonAnnotations merged with .extra), or
+nothing when both are empty. Usage, right after the labels block:
+  {{- include "modelship.annotations" (dict "ctx" $ "extra" .Values.service.annotations) }}
+*/}}
+{{- define "modelship.annotations" -}}
+{{- $all := merge (dict) (.extra | default dict) (.ctx.Values.commonAnnotations | default dict) }}
+{{- with $all }}
+{{ printf "annotations:\n%s" (toYaml . | indent 2) | indent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the name of the ServiceAccount the pods run as.
+*/}}
+{{- define "modelship.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelship.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the image tag: image.tag or the chart's appVersion.
+*/}}
+{{- define "modelship.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+Return the image reference; a digest wins over the tag.
+*/}}
+{{- define "modelship.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "modelship.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the name of the Secret holding the auth token.
+*/}}
+{{- define "modelship.authSecretName" -}}
+{{- default (printf "%s-auth" (include "modelship.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/*
+Return the directory the model config, batching parameters and auth token are mounted under.
+*/}}
+{{- define "modelship.configDir" -}}
+/etc/modelship/config
+{{- end }}
+
+{{- define "modelship.authDir" -}}
+/etc/modelship/auth
+{{- end }}
+
+{{/*
+Return the directory that holds <model.name>/<version>/ for the selected model source.
+*/}}
+{{- define "modelship.modelRoot" -}}
+{{- if eq .Values.model.source.type "image" }}
+{{- .Values.model.source.image.basePath | trimSuffix "/" }}
+{{- else }}
+{{- "/models" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the model's base path (TF Serving's base_path): <model root>/<model.name>.
+*/}}
+{{- define "modelship.modelBasePath" -}}
+{{- printf "%s/%s" (include "modelship.modelRoot" .) .Values.model.name }}
+{{- end }}
+
+{{/*
+Return the TF Serving ModelServerConfig text proto for the configured model.
+*/}}
+{{- define "modelship.modelConfig" -}}
+model_config_list {
+  config {
+    name: {{ .Values.model.name | quote }}
+    base_path: {{ include "modelship.modelBasePath" . | quote }}
+    model_platform: "tensorflow"
+    model_version_policy {
+{{- $policy := .Values.model.versionPolicy }}
+{{- if eq $policy.type "latest" }}
+      latest {
+        num_versions: {{ int $policy.latestNumVersions }}
+      }
+{{- else if eq $policy.type "all" }}
+      all {
+      }
+{{- else }}
+      specific {
+{{- range $policy.specificVersions }}
+        versions: {{ int64 . }}
+{{- end }}
+      }
+{{- end }}
+    }
+{{- range $label, $version := .Values.model.versionLabels }}
+    version_labels {
+      key: {{ $label | quote }}
+      value: {{ int64 $version }}
+    }
+{{- end }}
+  }
+}
+{{- end }}
+
+{{/*
+Return the pod-template checksum of everything mounted from chart-made ConfigMaps/Secrets, so a
+change to the model config, batching parameters or token rolls the pods.
+*/}}
+{{- define "modelship.configChecksum" -}}
+{{- include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/*
+Render an IntOrString value: a bare integer stays a number, anything else ("25%") is quoted.
+*/}}
+{{- define "modelship.intOrString" -}}
+{{- $s := toString . }}
+{{- if regexMatch "^[0-9]+$" $s }}{{ $s }}{{ else }}{{ $s | quote }}{{ end }}
+{{- end }}

@@ -1,0 +1,167 @@
+{{/*
+Fail with one readable block listing every cross-field rule the values break.
+values.schema.json checks types, enums and unknown keys; these are the rules that span keys.
+*/}}
+{{- define "modelship.validateValues" -}}
+{{- $messages := list }}
+{{- $messages = append $messages (include "modelship.validateValues.urlSource" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.pvcSource" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.versionPolicy" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.versionLabels" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.rollout" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.autoscaling" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.pdb" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.gracePeriod" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.auth" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.ports" .) }}
+{{- $messages = without $messages "" }}
+{{- if $messages }}
+{{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
+{{- end }}
+{{- end }}
+
+{{/* The url source needs a URL and the archive's sha256. */}}
+{{- define "modelship.validateValues.urlSource" -}}
+{{- if eq .Values.model.source.type "url" }}
+{{- $url := .Values.model.source.url }}
+{{- if not (regexMatch "^https?://[^/]+" $url.url) }}
+modelship: model.source.url.url
+    The url source needs an http:// or https:// URL of the model archive (got {{ $url.url | quote }}).
+{{- end }}
+{{- if not (regexMatch "^[0-9a-fA-F]{64}$" $url.sha256) }}
+modelship: model.source.url.sha256
+    The url source needs the archive's SHA-256 as 64 hex characters, so the download is
+    verified before it is extracted (got {{ $url.sha256 | quote }}).
+    Compute it with: sha256sum model.tar.gz
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The pvc source needs a claim. */}}
+{{- define "modelship.validateValues.pvcSource" -}}
+{{- if and (eq .Values.model.source.type "pvc") (not .Values.model.source.pvc.claimName) }}
+modelship: model.source.pvc.claimName
+    The pvc source needs the name of an existing PersistentVolumeClaim.
+{{- end }}
+{{- end }}
+
+{{/* The specific version policy needs versions. */}}
+{{- define "modelship.validateValues.versionPolicy" -}}
+{{- $policy := .Values.model.versionPolicy }}
+{{- if and (eq $policy.type "specific") (not $policy.specificVersions) }}
+modelship: model.versionPolicy.specificVersions
+    The `specific` version policy needs at least one version.
+{{- end }}
+{{- end }}
+
+{{/* Labelled versions must be served: a label on an unserved version never becomes available. */}}
+{{- define "modelship.validateValues.versionLabels" -}}
+{{- $policy := .Values.model.versionPolicy }}
+{{- if eq $policy.type "specific" }}
+{{- $served := list }}
+{{- range $policy.specificVersions }}{{ $served = append $served (int64 .) }}{{ end }}
+{{- range $label, $version := .Values.model.versionLabels }}
+{{- if not (has (int64 $version) $served) }}
+modelship: model.versionLabels.{{ $label }}
+    Label {{ $label | quote }} points at version {{ int64 $version }}, which the `specific` policy
+    does not serve ({{ join ", " $served }}).
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.model.source.type "url") .Values.model.versionLabels }}
+{{- range $label, $version := .Values.model.versionLabels }}
+{{- if ne (int64 $version) (int64 $.Values.model.source.url.version) }}
+modelship: model.versionLabels.{{ $label }}
+    The url source provides only version {{ int64 $.Values.model.source.url.version }}; label
+    {{ $label | quote }} points at version {{ int64 $version }}.
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A rolling update with neither surge nor unavailability can never progress. */}}
+{{- define "modelship.validateValues.rollout" -}}
+{{- $surge := toString .Values.rollout.maxSurge }}
+{{- $unavailable := toString .Values.rollout.maxUnavailable }}
+{{- if and (has $surge (list "0" "0%")) (has $unavailable (list "0" "0%")) }}
+modelship: rollout.maxSurge, rollout.maxUnavailable
+    maxSurge and maxUnavailable cannot both be 0: the rolling update could never replace a pod.
+{{- end }}
+{{- end }}
+
+{{/* HPA bounds. */}}
+{{- define "modelship.validateValues.autoscaling" -}}
+{{- $hpa := .Values.autoscaling }}
+{{- if $hpa.enabled }}
+{{- if gt (int $hpa.minReplicas) (int $hpa.maxReplicas) }}
+modelship: autoscaling.minReplicas, autoscaling.maxReplicas
+    minReplicas ({{ $hpa.minReplicas }}) must not exceed maxReplicas ({{ $hpa.maxReplicas }}).
+{{- end }}
+{{- if and (eq (int $hpa.targetCPUUtilizationPercentage) 0) (not $hpa.customMetric.enabled) }}
+modelship: autoscaling
+    The HPA needs a metric: set targetCPUUtilizationPercentage > 0 or enable customMetric.
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A PDB must leave room for at least one voluntary eviction. */}}
+{{- define "modelship.validateValues.pdb" -}}
+{{- $pdb := .Values.pdb }}
+{{- if $pdb.create }}
+{{- $min := toString $pdb.minAvailable }}
+{{- $max := toString $pdb.maxUnavailable }}
+{{- if and (ne $min "") (ne $max "") }}
+modelship: pdb.minAvailable, pdb.maxUnavailable
+    Set pdb.minAvailable or pdb.maxUnavailable, not both.
+{{- end }}
+{{- if has $max (list "0" "0%") }}
+modelship: pdb.maxUnavailable
+    maxUnavailable 0 blocks every voluntary eviction (node drains hang forever).
+{{- end }}
+{{- if eq $min "100%" }}
+modelship: pdb.minAvailable
+    minAvailable 100% blocks every voluntary eviction (node drains hang forever).
+{{- end }}
+{{- if regexMatch "^[0-9]+$" $min }}
+{{- $floor := ternary (int .Values.autoscaling.minReplicas) (int .Values.replicaCount) .Values.autoscaling.enabled }}
+{{- $what := ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}
+{{- if ge (int $min) $floor }}
+modelship: pdb.minAvailable
+    minAvailable ({{ $min }}) must be lower than {{ $what }} ({{ $floor }}), otherwise no pod can
+    ever be evicted.
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The grace period must cover preStop plus the server's drain. */}}
+{{- define "modelship.validateValues.gracePeriod" -}}
+{{- $preStop := ternary (int .Values.lifecycle.preStop.sleepSeconds) 0 .Values.lifecycle.preStop.enabled }}
+{{- $needed := add $preStop (int .Values.server.shutdownTimeoutSeconds) }}
+{{- if le (int .Values.terminationGracePeriodSeconds) $needed }}
+modelship: terminationGracePeriodSeconds
+    terminationGracePeriodSeconds ({{ .Values.terminationGracePeriodSeconds }}) must exceed
+    lifecycle.preStop.sleepSeconds ({{ $preStop }}) + server.shutdownTimeoutSeconds
+    ({{ .Values.server.shutdownTimeoutSeconds }}), or in-flight requests are killed.
+{{- end }}
+{{- end }}
+
+{{/* Auth needs a token source. */}}
+{{- define "modelship.validateValues.auth" -}}
+{{- if and .Values.auth.enabled (not .Values.auth.existingSecret) (not .Values.auth.token) }}
+modelship: auth.token
+    auth.enabled needs auth.existingSecret or auth.token (e.g. --set auth.token=$(openssl rand -hex 32)).
+{{- end }}
+{{- end }}
+
+{{/* The two container ports must differ. */}}
+{{- define "modelship.validateValues.ports" -}}
+{{- if eq (int .Values.server.restPort) (int .Values.server.grpcPort) }}
+modelship: server.restPort, server.grpcPort
+    The REST and gRPC ports must differ.
+{{- end }}
+{{- if eq (int .Values.service.restPort) (int .Values.service.grpcPort) }}
+modelship: service.restPort, service.grpcPort
+    The Service's REST and gRPC ports must differ.
+{{- end }}
+{{- end }}
