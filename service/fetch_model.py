@@ -56,6 +56,7 @@ def download(url: str, target: Path, timeout: float, retries: int = 3) -> str:
                     out.write(chunk)
             return digest.hexdigest()
         except urllib.error.HTTPError as err:
+            err.close()  # the error carries the open response
             last = err
             if err.code < 500:  # a client error will not fix itself
                 break
@@ -165,8 +166,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--url", required=True, help="http(s) URL of a .tar[.gz|.bz2|.xz] or .zip archive")
     parser.add_argument("--sha256", required=True, help="expected hex SHA-256 of the archive")
-    parser.add_argument("--dest", required=True, type=Path, help="version directory to create, e.g. /models/linear/1")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per network operation (default: 60)")
+    parser.add_argument("--dest", required=True, type=Path,
+                        help="version directory to create, e.g. /models/linear/1")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds per network operation (default: 60)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default: INFO)")
     return parser.parse_args(argv)

@@ -31,11 +31,6 @@ NAMESPACE = "serving"
 Obj = dict[str, Any]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker here too, so these tests run under --strict-markers on their own."""
-    config.addinivalue_line("markers", "chart: Helm chart checks (helm built by scripts/tools/helm)")
-
-
 def _tool(script: str) -> str:
     """Run a scripts/tools helper and return the path it prints; fail the test run if it fails."""
     proc = subprocess.run([str(REPO / "scripts" / "tools" / script)], capture_output=True, text=True,
@@ -71,7 +66,8 @@ class Rendered:
     def one(self, kind: str, name_suffix: str = "") -> Obj:
         """The single object of ``kind`` (whose name ends with ``name_suffix``)."""
         found = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix)]
-        assert len(found) == 1, f"expected one {kind}*{name_suffix}, found {[o['metadata']['name'] for o in found]}"
+        names = [o["metadata"]["name"] for o in found]
+        assert len(found) == 1, f"expected one {kind}*{name_suffix}, found {names}"
         return found[0]
 
     def maybe(self, kind: str) -> list[Obj]:
@@ -87,7 +83,8 @@ def render(helm: str) -> RenderFn:
 
     def _render(*values_files: Path, chart: Path = CHART, set_: Sequence[str] = (),
                 release: str = RELEASE, extra: Sequence[str] = ()) -> Rendered:
-        cmd = [helm, "template", release, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+        cmd = [helm, "template", release, str(chart),
+               "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
         for f in values_files:
             cmd += ["-f", str(f)]
         for s in set_:
@@ -168,7 +165,8 @@ class K8sValidator:
 
 @pytest.fixture(scope="session")
 def k8s_validator(schemas_dir: Path) -> K8sValidator:
-    return K8sValidator(schemas_dir / "swagger.json", [schemas_dir / "monitoring.coreos.com_servicemonitors.yaml"])
+    crds = [schemas_dir / "monitoring.coreos.com_servicemonitors.yaml"]
+    return K8sValidator(schemas_dir / "swagger.json", crds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +181,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("values_file", params, ids=[values_id(p) for p in params])
 
 
-@pytest.fixture()
+@pytest.fixture
 def rendered(render: RenderFn, values_file: Path | None) -> Rendered:
     """The chart rendered with ``values_file`` (or the defaults)."""
     result = render(*([values_file] if values_file else []))
@@ -191,7 +189,7 @@ def rendered(render: RenderFn, values_file: Path | None) -> Rendered:
     return result
 
 
-@pytest.fixture()
+@pytest.fixture
 def chart_copy(tmp_path: Path) -> Path:
     """A scratch copy of the chart for tests that add probe templates."""
     dest = tmp_path / "modelship"

@@ -125,7 +125,8 @@ def test_cli_exit_codes_good_and_tampered(served: tuple[_Server, Path], tmp_path
     bad = subprocess.run([*cmd, "--sha256", _sha(archive + b"x"), "--dest", str(tmp_path / "b" / "7")],
                          check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
-    assert "sha256 mismatch" in bad.stderr and "refusing to extract" in bad.stderr
+    assert "sha256 mismatch" in bad.stderr
+    assert "refusing to extract" in bad.stderr
     assert not (tmp_path / "b" / "7").exists()
 
 
@@ -141,7 +142,8 @@ def test_rerun_with_same_digest_does_not_download_again(served: tuple[_Server, P
         fetch(f"{server.url}/m.tgz", "0" * 64, dest)
 
 
-def test_path_traversal_is_refused_even_with_matching_digest(served: tuple[_Server, Path], tmp_path: Path) -> None:
+def test_path_traversal_is_refused_even_with_matching_digest(
+        served: tuple[_Server, Path], tmp_path: Path) -> None:
     server, root = served
     archive = _tar_gz({**FILES, "../escape.txt": b"x"})
     (root / "evil.tar.gz").write_bytes(archive)
@@ -155,7 +157,7 @@ def test_archive_without_savedmodel_is_refused(served: tuple[_Server, Path], tmp
     server, root = served
     archive = _tar_gz({"README": b"no model here"})
     (root / "x.tar.gz").write_bytes(archive)
-    with pytest.raises(FetchError, match="no saved_model.pb"):
+    with pytest.raises(FetchError, match=r"no saved_model\.pb"):
         fetch(f"{server.url}/x.tar.gz", _sha(archive), tmp_path / "m" / "1")
     assert not (tmp_path / "m" / "1").exists()
 
@@ -174,4 +176,5 @@ def test_only_http_schemes(url: str, tmp_path: Path) -> None:
 
 
 def test_bad_digest_argument_is_rejected(tmp_path: Path) -> None:
-    assert fetch_model.main(["--url", "http://127.0.0.1:9/x", "--sha256", "abc", "--dest", str(tmp_path / "d")]) == 1
+    argv = ["--url", "http://127.0.0.1:9/x", "--sha256", "abc", "--dest", str(tmp_path / "d")]
+    assert fetch_model.main(argv) == 1

@@ -32,7 +32,8 @@ def call(method: str, path: str, body: bytes | None = None) -> tuple[int, object
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
-        return err.code, err.read().decode("utf-8", "replace")
+        with err:
+            return err.code, err.read().decode("utf-8", "replace")
 
 
 def check(ok: bool, what: str) -> None:

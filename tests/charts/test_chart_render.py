@@ -1,0 +1,458 @@
+"""Security, rollout and wiring properties asserted on the parsed output of `helm template`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.chart
+
+Obj = dict[str, Any]
+
+
+def _values(values_file: Path | None, chart_dir: Path) -> Obj:
+    """The merged values (chart defaults overlaid with the ci file), enough for these assertions."""
+    base: Obj = yaml.safe_load((chart_dir / "values.yaml").read_text())
+
+    def merge(a: Obj, b: Obj) -> Obj:
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+
+    return merge(base, yaml.safe_load(values_file.read_text())) if values_file else base
+
+
+def _pod(rendered: Any) -> Obj:
+    spec: Obj = rendered.one("Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def _all_containers(pod: Obj) -> list[Obj]:
+    return list(pod.get("initContainers", [])) + list(pod["containers"])
+
+
+def _server(pod: Obj) -> Obj:
+    servers: list[Obj] = [c for c in pod["containers"] if c["name"] == "server"]
+    assert len(servers) == 1
+    return servers[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Security
+
+
+def test_pod_and_containers_are_hardened(rendered: Any) -> None:
+    pods = [_pod(rendered)] + [o["spec"] for o in rendered.maybe("Pod")]  # server pods + helm test pod
+    for pod in pods:
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True
+        assert psc["runAsUser"] >= 10000
+        assert psc["runAsGroup"] >= 10000
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(field)
+        assert not any("hostPath" in v for v in pod.get("volumes", []))
+        for c in _all_containers(pod):
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, c["name"]
+            assert sc["runAsUser"] >= 10000, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["privileged"] is False, c["name"]
+            assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{c['name']}: read-only root needs a writable /tmp"
+            tmp = next(v for v in pod["volumes"] if v["name"] == mounts["/tmp"])
+            assert tmp["emptyDir"]["sizeLimit"], tmp
+            assert c["resources"]["requests"]["cpu"], c["name"]
+            assert c["resources"]["requests"]["memory"], c["name"]
+            assert c["resources"]["limits"]["memory"], c["name"]
+            assert not re.search(r":latest$", c["image"])
+            assert (":" in c["image"] or "@sha256:" in c["image"])
+            for env in c.get("env", []):
+                assert "TOKEN" not in env["name"] or env["name"].endswith("_FILE"), "secrets only as files"
+
+
+def test_service_account_does_not_mount_a_token(rendered: Any) -> None:
+    (sa,) = rendered.maybe("ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert _pod(rendered)["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_secrets_in_values_only_in_secret_objects(
+        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    token = _values(values_file, chart_dir)["auth"]["token"]
+    if not token:
+        assert not rendered.maybe("Secret")
+        return
+    for obj in rendered.objects:
+        if obj["kind"] != "Secret":
+            assert token not in json.dumps(obj), f"token leaked into {obj['kind']}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollout and availability
+
+
+def test_rolling_update_policy_comes_from_values(
+        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    v = _values(values_file, chart_dir)
+    spec = rendered.one("Deployment")["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": v["rollout"]["maxSurge"], "maxUnavailable": v["rollout"]["maxUnavailable"]}}
+    assert spec["minReadySeconds"] == v["rollout"]["minReadySeconds"]
+    assert spec["progressDeadlineSeconds"] == v["rollout"]["progressDeadlineSeconds"]
+    assert spec["revisionHistoryLimit"] == v["rollout"]["revisionHistoryLimit"]
+    assert str(spec["strategy"]["rollingUpdate"]["maxSurge"]) not in ("0", "0%") or str(
+        spec["strategy"]["rollingUpdate"]["maxUnavailable"]) not in ("0", "0%")
+
+
+def test_replicas_only_without_hpa(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    v = _values(values_file, chart_dir)
+    spec = rendered.one("Deployment")["spec"]
+    hpas = rendered.maybe("HorizontalPodAutoscaler")
+    if v["autoscaling"]["enabled"]:
+        assert "replicas" not in spec, "replicas must not be rendered while an HPA owns the scale"
+        (hpa,) = hpas
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": rendered.one("Deployment")["metadata"]["name"]}
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        types = {m["type"] for m in hpa["spec"]["metrics"]}
+        assert ("Resource" in types) == (v["autoscaling"]["targetCPUUtilizationPercentage"] > 0)
+        assert ("Pods" in types) == v["autoscaling"]["customMetric"]["enabled"]
+        down = hpa["spec"]["behavior"]["scaleDown"]
+        want = v["autoscaling"]["scaleDown"]
+        assert down["stabilizationWindowSeconds"] == want["stabilizationWindowSeconds"]
+        assert {p["type"]: p["value"] for p in down["policies"]} == {"Percent": want["percent"],
+                                                                     "Pods": want["pods"]}
+    else:
+        assert spec["replicas"] == v["replicaCount"]
+        assert not hpas
+
+
+def test_pdb_selects_the_pods_and_allows_evictions(rendered: Any) -> None:
+    (pdb,) = rendered.maybe("PodDisruptionBudget")
+    selector = rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    assert ("minAvailable" in pdb["spec"]) != ("maxUnavailable" in pdb["spec"])
+    assert str(pdb["spec"].get("maxUnavailable")) not in ("0", "0%")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_probes_hit_the_health_endpoints_on_the_rest_port(rendered: Any) -> None:
+    server = _server(_pod(rendered))
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    assert ports == {"http": 8501, "grpc": 8500}
+    probes = {k: server[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["startupProbe"] == {"path": "/v2/health/ready", "port": "http"}
+    assert probes["readinessProbe"] == {"path": "/v2/health/ready", "port": "http"}
+    assert probes["livenessProbe"] == {"path": "/v2/health/live", "port": "http"}
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "model loads need time"
+
+
+def test_graceful_termination_budget(rendered: Any) -> None:
+    pod = _pod(rendered)
+    server = _server(pod)
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    shutdown = int(env["MODELSHIP_SHUTDOWN_TIMEOUT_SECONDS"])
+    pre_stop = server["lifecycle"]["preStop"]
+    if "sleep" in pre_stop:
+        sleep = pre_stop["sleep"]["seconds"]
+    else:  # no shell in the image: the exec form runs python
+        command = pre_stop["exec"]["command"]
+        assert command[:2] == ["python", "-c"]
+        sleep = int(re.fullmatch(r"import time; time\.sleep\((\d+)\)", command[2]).group(1))  # type: ignore[union-attr]
+    assert sleep >= 1
+    assert pod["terminationGracePeriodSeconds"] > sleep + shutdown
+
+
+def test_topology_spread_per_replicaset(rendered: Any) -> None:
+    pod = _pod(rendered)
+    selector = rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    constraints = pod["topologySpreadConstraints"]
+    keys = {c["topologyKey"] for c in constraints}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    for c in constraints:
+        assert c["labelSelector"]["matchLabels"] == selector
+        assert c["matchLabelKeys"] == ["pod-template-hash"]
+        assert c["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert c["maxSkew"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring: names, labels, Service, config
+
+
+def test_labels_and_selectors(rendered: Any) -> None:
+    deployment = rendered.one("Deployment")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "modelship", "app.kubernetes.io/instance": "modelship"}
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert "helm.sh/chart" not in pod_labels, "chart bumps must not roll pods"
+    for obj in rendered.objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "modelship-0.1.0"
+        assert selector.items() <= labels.items()
+
+
+def test_service_ports_and_app_protocols(rendered: Any) -> None:
+    svc = rendered.one("Service")
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["http"]["port"] == 8501
+    assert ports["http"]["targetPort"] == "http"
+    assert ports["http"]["appProtocol"] == "http"
+    assert ports["grpc"]["port"] == 8500
+    assert ports["grpc"]["targetPort"] == "grpc"
+    assert ports["grpc"]["appProtocol"] in ("kubernetes.io/h2c", "grpc")
+    assert svc["spec"]["selector"] == rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+
+
+def test_model_config_is_mounted_and_passed(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    v = _values(values_file, chart_dir)
+    pod = _pod(rendered)
+    server = _server(pod)
+    cm = rendered.one("ConfigMap", "modelship")
+    config = cm["data"]["models.config"]
+    assert f'name: "{v["model"]["name"]}"' in config
+    assert "--model_config_file=/etc/modelship/config/models.config" in server["args"]
+    mount = next(m for m in server["volumeMounts"] if m["name"] == "config")
+    assert mount["mountPath"] == "/etc/modelship/config"
+    assert mount["readOnly"] is True
+    volume = next(vol for vol in pod["volumes"] if vol["name"] == "config")
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    for label, version in v["model"]["versionLabels"].items():
+        assert f'key: "{label}"\n      value: {version}' in config
+    policy = v["model"]["versionPolicy"]["type"]
+    assert re.search(rf"model_version_policy {{\s*{policy} {{", config), config
+    assert re.fullmatch(r"[0-9a-f]{64}", rendered.one("Deployment")["spec"]["template"]["metadata"][
+        "annotations"]["checksum/config"])
+
+
+def test_model_config_is_a_valid_tf_serving_text_proto(rendered: Any) -> None:
+    """The server parses this file with TF Serving's own proto; so does this test."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(rendered.one("ConfigMap", "modelship")["data"]["models.config"], config)
+    (model,) = config.model_config_list.config
+    assert model.model_platform == "tensorflow"
+    assert model.base_path.startswith("/models/")
+
+
+def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    v = _values(values_file, chart_dir)["model"]
+    pod = _pod(rendered)
+    server = _server(pod)
+    kind = v["source"]["type"]
+    models_mount = [m for m in server["volumeMounts"] if m["mountPath"] == "/models"]
+    volumes = {vol["name"]: vol for vol in pod["volumes"]}
+    config = rendered.one("ConfigMap", "modelship")["data"]["models.config"]
+    if kind == "image":
+        assert not models_mount
+        assert "initContainers" not in pod
+        assert f'base_path: "/models/{v["name"]}"' in config
+    elif kind == "pvc":
+        (mount,) = models_mount
+        assert mount["readOnly"] is True
+        assert volumes["models"]["persistentVolumeClaim"] == {"claimName": v["source"]["pvc"]["claimName"],
+                                                              "readOnly": True}
+        assert mount.get("subPath", "") == v["source"]["pvc"]["subPath"]
+    else:
+        (init,) = pod["initContainers"]
+        assert init["image"] == server["image"], "the init container reuses the server image (python)"
+        assert init["command"] == ["python", "-m", "service.fetch_model"]
+        url = v["source"]["url"]
+        assert init["args"] == [f"--url={url['url']}", f"--sha256={url['sha256'].lower()}",
+                                f"--dest=/models/{v['name']}/{url['version']}",
+                                f"--timeout={url['timeoutSeconds']}"]
+        assert volumes["models"]["emptyDir"]["sizeLimit"] == url["sizeLimit"]
+        assert {m["mountPath"] for m in init["volumeMounts"]} == {"/models", "/tmp"}
+        assert models_mount[0]["readOnly"] is True
+
+
+def test_helm_test_pod_runs_a_prediction(rendered: Any) -> None:
+    (pod,) = rendered.maybe("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "before-hook-creation" in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    (c,) = spec["containers"]
+    assert c["image"] == _server(_pod(rendered))["image"]
+    assert c["command"] == ["python", "-c"]
+    script = c["args"][0]
+    compile(script, "helm_test.py", "exec")  # valid Python
+    assert ":predict" in script
+    assert "grpc_health" in script
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    svc = rendered.one("Service")["metadata"]["name"]
+    assert env["MODELSHIP_TEST_REST_URL"] == f"http://{svc}.serving.svc:8501"
+    assert env["MODELSHIP_TEST_GRPC_TARGET"] == f"{svc}.serving.svc:8500"
+    assert json.loads(env["MODELSHIP_TEST_REQUEST"])["instances"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional objects
+
+
+def test_optional_objects_follow_their_toggles(
+        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    v = _values(values_file, chart_dir)
+    toggles = {
+        "NetworkPolicy": v["networkPolicy"]["enabled"],
+        "ServiceMonitor": v["metrics"]["serviceMonitor"]["enabled"],
+        "Ingress": v["ingress"]["enabled"],
+        "Secret": v["auth"]["enabled"] and not v["auth"]["existingSecret"],
+        "HorizontalPodAutoscaler": v["autoscaling"]["enabled"],
+    }
+    for kind, on in toggles.items():
+        assert len(rendered.maybe(kind)) == int(bool(on)), kind
+    dashboards = [o for o in rendered.maybe("ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
+    assert len(dashboards) == int(v["grafanaDashboard"]["enabled"])
+
+
+def test_all_optional_objects(render: Any, chart_dir: Path) -> None:
+    r = render(chart_dir / "ci" / "all-optional-on-values.yaml")
+    selector = r.one("Deployment")["spec"]["selector"]["matchLabels"]
+    svc = r.one("Service")
+    # NetworkPolicy: both ports, only labelled clients + the extra peer, DNS-only egress.
+    np = r.one("NetworkPolicy")["spec"]
+    assert np["podSelector"]["matchLabels"] == selector
+    assert {p["port"] for p in np["ingress"][0]["ports"]} == {"http", "grpc"}
+    assert np["ingress"][0]["from"][0] == {"podSelector": {"matchLabels": {"modelship-client": "true"}}}
+    assert np["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for rule in np["egress"] for p in rule["ports"]} == {53}
+    # ServiceMonitor scrapes /metrics on the Service's http port with the auth token.
+    sm = r.one("ServiceMonitor")["spec"]
+    assert sm["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    (ep,) = sm["endpoints"]
+    assert ep["port"] == "http"
+    assert ep["path"] == "/metrics"
+    assert ep["authorization"]["credentials"] == {"name": r.one("Secret")["metadata"]["name"], "key": "token"}
+    # Ingress routes to the Service's http port.
+    rule = r.one("Ingress")["spec"]["rules"][0]
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": svc["metadata"]["name"],
+                                                               "port": {"name": "http"}}
+    # Auth: token as a file, env points at it; the checksum of the Secret rolls pods.
+    pod = r.one("Deployment")["spec"]["template"]
+    server = _server(pod["spec"])
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["MODELSHIP_AUTH_TOKEN_FILE"] == "/etc/modelship/auth/token"
+    auth_vol = next(v for v in pod["spec"]["volumes"] if v["name"] == "auth")
+    assert auth_vol["secret"]["secretName"] == r.one("Secret")["metadata"]["name"]
+    assert "checksum/auth" in pod["metadata"]["annotations"]
+    # Batching parameters are mounted and passed.
+    assert "--enable_batching=true" in server["args"]
+    assert "--batching_parameters_file=/etc/modelship/config/batching.config" in server["args"]
+    assert "max_batch_size" in r.one("ConfigMap", "modelship")["data"]["batching.config"]
+    # Digest wins over the tag.
+    assert server["image"] == "modelship@sha256:" + "0" * 64
+
+
+def test_grafana_dashboard_queries_the_server_metrics(render: Any, chart_dir: Path) -> None:
+    r = render(set_=["grafanaDashboard.enabled=true"])
+    cm = r.one("ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["modelship.json"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for word in ("request rate", "latency", "error", "version"):
+        assert word in titles
+    joined = "\n".join(exprs)
+    assert "rate(modelship_requests_total" in joined
+    assert "histogram_quantile(0.50, " in joined
+    assert "histogram_quantile(0.99, " in joined
+    assert "modelship_request_duration_seconds_bucket" in joined
+    assert "modelship_model_version_state" in joined
+    assert 'code!~"2..|OK"' in joined
+    for expr in exprs:  # every label used in a selector or by() exists on the metric it reads
+        for labels in re.findall(r"by \(([^)]*)\)", expr):
+            known = {"le", "model", "version", "api", "code", "transport", "state"}
+            assert set(re.split(r",\s*", labels)) <= known
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviour of values
+
+
+def test_checksum_changes_with_the_model_config(render: Any) -> None:
+    def checksum(*sets: str) -> str:
+        r = render(set_=list(sets))
+        annotations: dict[str, str] = r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return annotations["checksum/config"]
+
+    base = checksum()
+    assert checksum() == base, "rendering is deterministic"
+    assert checksum("model.versionPolicy.latestNumVersions=2") != base
+    assert checksum("model.versionLabels.stable=1") != base
+    assert checksum("replicaCount=5") == base, "unrelated values do not roll pods"
+
+
+def test_fullname_is_truncated_to_63_chars(render: Any) -> None:
+    long_release = "r" * 53  # helm's longest release name
+    r = render(release=long_release, set_=["nameOverride=" + "n" * 20])
+    fullname = r.one("Deployment")["metadata"]["name"]
+    assert fullname == f"{long_release}-{'n' * 20}"[:63]
+    assert len(fullname) == 63
+    for kind in ("Service", "ServiceAccount", "ConfigMap", "PodDisruptionBudget"):
+        assert r.one(kind)["metadata"]["name"] == fullname
+    for obj in r.objects:
+        for key, value in obj["metadata"]["labels"].items():
+            assert len(key.split("/")[-1]) <= 63, key
+            assert len(value) <= 63, value
+    assert render(set_=["fullnameOverride=svc"]).one("Deployment")["metadata"]["name"] == "svc"
+    assert render(release="prod").one("Deployment")["metadata"]["name"] == "prod-modelship"
+
+
+def test_network_policy_client_label_is_a_valid_label_key(render: Any) -> None:
+    r = render(release="r" * 53, set_=["networkPolicy.enabled=true", "networkPolicy.allowExternal=false"])
+    (key,) = r.one("NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    assert len(key) <= 63
+    assert key.endswith("-client")
+
+
+def test_image_tag_defaults_to_app_version(render: Any, chart_dir: Path) -> None:
+    app_version = yaml.safe_load((chart_dir / "Chart.yaml").read_text())["appVersion"]
+    server = _server(render().one("Deployment")["spec"]["template"]["spec"])
+    assert server["image"] == f"modelship:{app_version}"
+    assert server["imagePullPolicy"] == "IfNotPresent"
+    server = _server(render(set_=["image.repository=reg.example/ms", "image.tag=ci-1"]).one(
+        "Deployment")["spec"]["template"]["spec"])
+    assert server["image"] == "reg.example/ms:ci-1"
+
+
+def test_notes_print_port_forward_and_curl(helm: str, chart_copy: Path, render: Any) -> None:
+    """NOTES.txt is rendered through a probe template (helm template does not print notes)."""
+    notes = (chart_copy / "templates" / "NOTES.txt").read_text()
+    (chart_copy / "templates" / "_notes_probe.tpl").write_text(
+        '{{- define "notesprobe" -}}\n' + notes + "\n{{- end }}\n")
+    (chart_copy / "templates" / "notes-probe.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n'
+        'data:\n  notes: {{ include "notesprobe" . | quote }}\n')
+
+    def notes_for(*sets: str) -> str:
+        text: str = render(chart=chart_copy, set_=list(sets)).one("ConfigMap", "notes-probe")["data"]["notes"]
+        return text
+
+    text = notes_for()
+    assert "kubectl --namespace serving port-forward service/modelship 8501:8501 8500:8500" in text
+    assert "curl -s localhost:8501/v1/models/linear:predict -d '{\"instances\": [[1.0, 2.0, 3.0]]}'" in text
+    assert "kubectl --namespace serving rollout status deployment/modelship" in text
+    assert "helm test modelship --namespace serving --logs" in text
+    with_auth = notes_for("auth.enabled=true", "auth.existingSecret=tok", "model.versionLabels.canary=2")
+    assert "get secret tok -o jsonpath='{.data.token}' | base64 -d" in with_auth
+    header = '-H "Authorization: Bearer $TOKEN"'
+    assert f"{header} localhost:8501/v1/models/linear/labels/canary:predict" in with_auth
