@@ -1,0 +1,154 @@
+"""Bad values are rejected with a clear message (values.schema.json and the validateValues helper),
+and every value is documented in values.yaml."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.chart
+
+# (--set arguments, words the error must contain)
+SCHEMA_REJECTS = [
+    (["replicaCount=3", "replicaz=3"], ["additional properties 'replicaz' not allowed"]),
+    (["image.tags=v1"], ["/image", "additional properties 'tags' not allowed"]),
+    (["replicaCount=three"], ["/replicaCount", "got string, want integer"]),
+    (["image.pullPolicy=Sometimes"], ["/image/pullPolicy", "IfNotPresent"]),
+    (["model.source.type=s3"], ["/model/source/type", "image", "pvc", "url"]),
+    (["model.source.url.sha256=not-hex"], ["/model/source/url/sha256", "does not match pattern"]),
+    (["model.source.url.url=ftp://x/m.tgz"], ["/model/source/url/url", "does not match pattern"]),
+    (["server.restPort=70000"], ["/server/restPort", "maximum"]),
+    (["rollout.maxSurge=lots"], ["/rollout/maxSurge"]),
+    (["service.grpcAppProtocol=h2"], ["/service/grpcAppProtocol", "kubernetes.io/h2c"]),
+    (["model.versionLabels.stable=one"], ["/model/versionLabels/stable", "want integer"]),
+    (["autoscaling.minReplicas=0"], ["/autoscaling/minReplicas", "minimum"]),
+    (["probes.startup.enabled=yes"], ["/probes/startup/enabled", "want boolean"]),
+    # The url source without its digest: rejected by the schema, so `helm lint` catches it too.
+    (["model.source.type=url", "model.source.url.url=https://example.com/m.tar.gz"],
+     ["/model/source/url/sha256", "'' does not match pattern '^[0-9a-fA-F]{64}$'"]),
+    (["model.source.type=url", "model.source.url.sha256=" + "a" * 64], ["/model/source/url/url", "https?://"]),
+    (["model.source.type=pvc"], ["/model/source/pvc/claimName", "minLength"]),
+]
+
+# (--set arguments, words the VALUES VALIDATION message must contain)
+RULE_REJECTS = [
+    (["model.versionPolicy.type=specific"], ["model.versionPolicy.specificVersions", "at least one version"]),
+    (["model.versionPolicy.type=specific", "model.versionPolicy.specificVersions={1}",
+      "model.versionLabels.canary=2"], ["model.versionLabels.canary", "does not serve"]),
+    (["rollout.maxSurge=0", "rollout.maxUnavailable=0%"], ["cannot both be 0"]),
+    (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"],
+     ["minReplicas (5) must not exceed maxReplicas (3)"]),
+    (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], ["HPA needs a metric"]),
+    (["pdb.minAvailable=2"], ["minAvailable (2) must be lower than replicaCount (2)"]),
+    (["autoscaling.enabled=true", "autoscaling.minReplicas=2", "pdb.minAvailable=3"],
+     ["lower than autoscaling.minReplicas (2)"]),
+    (["pdb.minAvailable=1", "pdb.maxUnavailable=1"], ["not both"]),
+    (["pdb.maxUnavailable=0"], ["maxUnavailable 0 blocks every voluntary eviction"]),
+    (["pdb.minAvailable=100%"], ["minAvailable 100% blocks"]),
+    (["terminationGracePeriodSeconds=25"], ["terminationGracePeriodSeconds (25) must exceed"]),
+    (["auth.enabled=true"], ["auth.existingSecret or auth.token"]),
+    (["server.grpcPort=8501"], ["REST and gRPC ports must differ"]),
+]
+
+
+def _ids(cases: list[tuple[list[str], list[str]]]) -> list[str]:
+    return [",".join(sets) for sets, _ in cases]
+
+
+@pytest.mark.parametrize(("sets", "words"), SCHEMA_REJECTS, ids=_ids(SCHEMA_REJECTS))
+def test_schema_rejects(render: Any, sets: list[str], words: list[str]) -> None:
+    result = render(set_=sets)
+    assert result.returncode != 0, f"accepted: {sets}"
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("sets", "words"), RULE_REJECTS, ids=_ids(RULE_REJECTS))
+def test_cross_field_rules_reject(render: Any, sets: list[str], words: list[str]) -> None:
+    result = render(set_=sets)
+    assert result.returncode != 0, f"accepted: {sets}"
+    assert "VALUES VALIDATION" in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_all_broken_rules_are_reported_together(render: Any) -> None:
+    result = render(set_=["auth.enabled=true", "pdb.maxUnavailable=0", "terminationGracePeriodSeconds=5"])
+    assert result.returncode != 0
+    assert len(re.findall(r"^modelship: ", result.stderr, re.MULTILINE)) == 3, result.stderr
+
+
+def test_lint_reports_the_schema_error(helm: str, chart_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    bad = tmp_path / "bad-values.yaml"
+    bad.write_text("model:\n  source:\n    type: url\n    url:\n      url: https://e.x/m.tgz\n")
+    proc = subprocess.run([helm, "lint", "--strict", str(chart_dir), "-f", str(bad)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "at '/model/source/url/sha256'" in proc.stdout + proc.stderr
+
+
+def test_schema_is_draft07_and_closed(chart_dir: Path) -> None:
+    schema = json.loads((chart_dir / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict) and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path or '<root>'} is not closed"
+            for key, sub in node["properties"].items():
+                described = "description" in sub or "$ref" in sub or "oneOf" in sub
+                assert described, f"{path}.{key} has no description"
+                walk(sub, f"{path}.{key}".lstrip("."))
+        if isinstance(node, dict) and isinstance(node.get("items"), dict):
+            walk(node["items"], path + "[]")
+
+    walk(schema, "")
+
+
+def _schema_paths(node: dict[str, Any], prefix: str = "") -> dict[str, bool]:
+    """Dotted path -> is-a-group of every declared property (not into free-form maps or list items)."""
+    out: dict[str, bool] = {}
+    for key, sub in node.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        out[path] = "properties" in sub
+        out.update(_schema_paths(sub, path + "."))
+    return out
+
+
+def test_every_value_is_documented(chart_dir: Path) -> None:
+    """Each leaf value has a `# -- <dotted.path>` comment in values.yaml, and each top-level key
+    appears in the chart README."""
+    schema = json.loads((chart_dir / "values.schema.json").read_text())
+    values_text = (chart_dir / "values.yaml").read_text()
+    documented = set(re.findall(r"^\s*# -- ([A-Za-z0-9_.]+)", values_text, re.MULTILINE))
+    leaves = [p for p, group in _schema_paths(schema).items() if not group]
+    undocumented = [p for p in leaves if p not in documented]
+    assert not undocumented, f"values without a '# -- <path>' comment: {undocumented}"
+    assert documented <= set(_schema_paths(schema)), "comments naming values that do not exist"
+    readme = (chart_dir / "README.md").read_text()
+    for key in schema["properties"]:
+        assert f"`{key}" in readme, f"README does not mention {key}"
+
+
+def test_defaults_are_exactly_the_declared_values(chart_dir: Path) -> None:
+    """values.yaml sets every declared value and nothing else (free-form maps aside)."""
+    schema = json.loads((chart_dir / "values.schema.json").read_text())
+    declared = _schema_paths(schema)
+    values = yaml.safe_load((chart_dir / "values.yaml").read_text())
+
+    def keys(node: dict[str, Any], prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in node.items():
+            out.add(prefix + k)
+            if declared.get(prefix + k) and isinstance(v, dict):
+                out |= keys(v, f"{prefix}{k}.")
+        return out
+
+    assert keys(values) == set(declared), keys(values) ^ set(declared)
