@@ -29,7 +29,8 @@ def test_all_kinds_the_chart_can_render_are_covered(render: Any, chart_dir: Path
 
 
 @pytest.mark.parametrize(("kind", "mutate", "expected"), [
-    ("Deployment", lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolice", "x"),
+    ("Deployment",
+     lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolice", "x"),
      "Additional properties are not allowed ('imagePullPolice'"),
     ("Deployment", lambda o: o["spec"].__setitem__("replicas", "two"), "'two' is not of type 'integer'"),
     ("Deployment", lambda o: o["spec"]["template"]["spec"]["containers"][0].pop("name"),
