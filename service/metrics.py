@@ -12,8 +12,19 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from service.errors import Code
 from service.repository import State
@@ -29,6 +40,7 @@ class Metrics:
     """Request and model-state metrics; ``observe`` is cheap enough for the hot path."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series: they double the scrape for no use here
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("modelship_requests", "Requests by model, version, API, code and transport",
                                 ["model", "version", "api", "code", "transport"], registry=self.registry)
@@ -38,8 +50,8 @@ class Metrics:
         self.state = Gauge("modelship_model_version_state",
                            "1 for the state a model version is in (TF Serving states)",
                            ["model", "version", "state"], registry=self.registry)
-        self.tf_count = Counter(":tensorflow:serving:request_count", "TF Serving-compatible request count",
-                                ["model_name", "status"], registry=self.registry)
+        self._tf_counts: dict[tuple[str, str], float] = {}
+        self.registry.register(_TFRequestCount(self._tf_counts))
         self.tf_latency = Histogram(":tensorflow:serving:request_latency",
                                     "TF Serving-compatible request latency in microseconds",
                                     ["model_name", "API", "entrypoint"], buckets=_TF_BUCKETS,
@@ -49,7 +61,8 @@ class Metrics:
                 seconds: float) -> None:
         self.requests.labels(model, version, api, code.name, transport).inc()
         self.latency.labels(model, version, api, transport).observe(seconds)
-        self.tf_count.labels(model, code.name).inc()
+        key = (model, code.name)
+        self._tf_counts[key] = self._tf_counts.get(key, 0.0) + 1.0
         self.tf_latency.labels(model, api, transport.upper()).observe(seconds * 1e6)
 
     def model_state(self, model: str, version: int, state: State) -> None:
@@ -58,3 +71,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _TFRequestCount(Collector):
+    """``:tensorflow:serving:request_count`` under TF Serving's exact name (no ``_total`` suffix)."""
+
+    def __init__(self, counts: dict[tuple[str, str], float]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        metric = Metric(":tensorflow:serving:request_count", "TF Serving-compatible request count",
+                        "counter")
+        for (model, status), value in list(self._counts.items()):
+            metric.add_sample(":tensorflow:serving:request_count",
+                              {"model_name": model, "status": status}, value)
+        yield metric

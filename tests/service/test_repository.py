@@ -1,0 +1,155 @@
+"""The model repository on real SavedModels: policies, labels, failures, tampering, settling."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from model.metrics import QualityGate
+from model.pipeline import export_run
+from service.config import ModelConfig, VersionPolicy
+from service.errors import Code, InvalidArgument, NotFound, Unavailable
+from service.repository import ModelRepository, State
+
+
+def _repo(base: Path, policy: VersionPolicy | None = None, labels: dict[str, int] | None = None,
+          settle: float = 0) -> ModelRepository:
+    config = ModelConfig("linear", base / "linear", policy or VersionPolicy(), labels or {})
+    return ModelRepository([config], poll_seconds=-1, settle_seconds=settle)
+
+
+def _export(run: Path, base: Path, version: int) -> Path:
+    return export_run(run, base, "linear", QualityGate(), version)
+
+
+def test_latest_policy_swaps_versions_without_a_gap(fresh_base: Path, linear_run: Path) -> None:
+    repo = _repo(fresh_base)
+    assert not repo.ready()
+    repo.poll_once()
+    assert repo.ready()
+    assert repo.resolve("linear").version == 1
+    _export(linear_run, fresh_base, 2)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 2
+    states = {s.version: s.state for s in repo.statuses("linear")}
+    assert states == {2: State.AVAILABLE, 1: State.END}
+    with pytest.raises(NotFound, match=r"Specific\(linear, 1\)"):
+        repo.resolve("linear", version=1)
+
+
+def test_all_and_specific_policies(fresh_base: Path, linear_run: Path) -> None:
+    for v in (2, 3):
+        _export(linear_run, fresh_base, v)
+    repo = _repo(fresh_base, VersionPolicy("all"))
+    repo.poll_once()
+    assert [repo.resolve("linear", version=v).version for v in (1, 2, 3)] == [1, 2, 3]
+    repo = _repo(fresh_base, VersionPolicy("specific", versions=(1, 3)))
+    repo.poll_once()
+    assert repo.resolve("linear").version == 3
+    assert repo.resolve("linear", version=1).version == 1
+    with pytest.raises(NotFound):
+        repo.resolve("linear", version=2)
+    repo = _repo(fresh_base, VersionPolicy("latest", num_versions=2))
+    repo.poll_once()
+    assert sorted(s.version for s in repo.statuses("linear") if s.state == State.AVAILABLE) == [2, 3]
+
+
+def test_labels_resolve_only_to_available_versions(fresh_base: Path, linear_run: Path) -> None:
+    _export(linear_run, fresh_base, 2)
+    repo = _repo(fresh_base, VersionPolicy("all"), labels={"stable": 1, "canary": 2, "next": 3})
+    repo.poll_once()
+    assert repo.resolve("linear", label="stable").version == 1
+    assert repo.resolve("linear", label="canary").version == 2
+    with pytest.raises(Unavailable, match="not currently available"):
+        repo.resolve("linear", label="next")
+    with pytest.raises(InvalidArgument, match="Unrecognized servable version label: nope"):
+        repo.resolve("linear", label="nope")
+
+
+def test_tampered_version_is_refused_and_old_keeps_serving(fresh_base: Path, linear_run: Path) -> None:
+    repo = _repo(fresh_base)
+    repo.poll_once()
+    staging = fresh_base / "staging"
+    path = _export(linear_run, staging, 2)
+    weights = next((path / "variables").glob("variables.data-*"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x7f")
+    shutil.move(str(path), fresh_base / "linear" / "2")
+    repo.poll_once()
+    assert repo.resolve("linear").version == 1
+    status = repo.statuses("linear", 2)[0]
+    assert status.state == State.END
+    assert status.error_code == Code.DATA_LOSS
+    assert "sha256 mismatch for variables/" in status.error_message
+    repo.poll_once()  # unchanged: not retried, still refused
+    assert repo.statuses("linear", 2)[0].error_code == Code.DATA_LOSS
+
+
+def test_broken_version_fails_then_loads_once_fixed(fresh_base: Path, linear_run: Path) -> None:
+    repo = _repo(fresh_base)
+    repo.poll_once()
+    broken = fresh_base / "linear" / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    repo.poll_once()
+    assert repo.resolve("linear").version == 1
+    assert repo.statuses("linear", 2)[0].state == State.END
+    shutil.rmtree(broken)
+    _export(linear_run, fresh_base, 2)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 2
+
+
+def test_half_copied_version_waits_to_settle(fresh_base: Path, linear_run: Path) -> None:
+    repo = _repo(fresh_base, settle=0.3)
+    repo.poll_once()
+    time.sleep(0.35)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 1
+    _export(linear_run, fresh_base, 2)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 1
+    assert repo.statuses("linear", 2)[0].state == State.START
+    time.sleep(0.35)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 2
+
+
+def test_unknown_model_and_version_statuses(fresh_base: Path) -> None:
+    repo = _repo(fresh_base)
+    repo.poll_once()
+    with pytest.raises(NotFound, match="Could not find any versions of model nope"):
+        repo.statuses("nope")
+    with pytest.raises(NotFound, match="Could not find version 5 of model linear"):
+        repo.statuses("linear", 5)
+    with pytest.raises(NotFound, match=r"Latest\(nope\)"):
+        repo.resolve("nope")
+
+
+def test_reconfigure_adds_and_removes_models(fresh_base: Path) -> None:
+    repo = _repo(fresh_base)
+    repo.poll_once()
+    repo.reconfigure([ModelConfig("other", fresh_base / "linear")])
+    repo.poll_once()
+    assert repo.model_names() == ["other"]
+    assert repo.resolve("other").version == 1
+    with pytest.raises(NotFound):
+        repo.resolve("linear")
+
+
+def test_background_polling_picks_up_a_new_version(fresh_base: Path, linear_run: Path) -> None:
+    config = ModelConfig("linear", fresh_base / "linear")
+    repo = ModelRepository([config], poll_seconds=0.1, settle_seconds=0.1)
+    repo.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not repo.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _export(linear_run, fresh_base, 2)
+        while repo.resolve("linear").version != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert repo.resolve("linear").version == 2
+    finally:
+        repo.stop()
