@@ -47,6 +47,8 @@ BUILD_SCRIPT = ROOT / "scripts" / "docker" / "build-image"
 UID = 10001
 LOCKED_DOWN = ["--read-only", "--tmpfs", "/tmp", "--user", str(UID), "--cap-drop", "ALL",
                "--security-opt", "no-new-privileges"]
+# Measured 1.24 GB (TensorFlow ~0.8 GB of it); the budget catches a lost trim or a fat context.
+SIZE_BUDGET = 1_400_000_000
 X = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.5, 0.25, 4.0], [10.0, -3.0, 0.5]], np.float32)
 
 
@@ -188,6 +190,18 @@ def test_runtime_stage_has_no_build_tools_or_pip(image: str) -> None:
     out = docker("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", script).stdout
     assert "FOUND" not in out, out
     assert out.split() == ["1"]
+
+
+def test_image_size_and_layer_order(image: str) -> None:
+    """Trimmed TensorFlow (budget), and code/model layers above the big dependency layer."""
+    size = int(docker("image", "inspect", "--format", "{{.Size}}", image).stdout)
+    assert size < SIZE_BUDGET, f"image is {size / 1e6:.0f} MB, budget {SIZE_BUDGET / 1e6:.0f} MB"
+    history = docker("history", "--human=false", "--format", "{{.Size}}", image).stdout.split()
+    layers = [int(s) for s in history]  # newest first
+    biggest = layers.index(max(layers))
+    assert layers[biggest] > 500e6  # the third-party virtualenv
+    newer = layers[:biggest]
+    assert all(s < 5e6 for s in newer), f"layers above the venv should be small: {newer}"
 
 
 # --- a running container ---------------------------------------------------------------------
