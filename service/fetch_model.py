@@ -8,8 +8,10 @@ root, or under a chain of single top-level directories (e.g. ``1/`` or ``linear/
 stripped. The digest is checked on the downloaded bytes BEFORE anything is extracted; a mismatch
 deletes the download and exits 1, so the pod never starts with an unverified model. Extraction
 refuses absolute paths, ``..``, links and device files, goes to a temporary directory next to
-``--dest`` and is renamed into place, so ``--dest`` is either absent or complete. A ``--dest``
-already verified with the same digest is left alone, which makes init-container restarts cheap.
+``--dest`` and is renamed into place, so ``--dest`` is either absent or complete; its digest is
+then recorded beside it (``.<version>.sha256``, never inside the version, whose files the server
+checks against the export manifest). A ``--dest`` already verified with the same digest is left
+alone, which makes init-container restarts cheap.
 Standard library only: it runs before the server's heavy imports.
 """
 
@@ -32,7 +34,6 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 LOG = logging.getLogger("modelship.fetch_model")
-MARKER = ".modelship-sha256"
 CHUNK = 1 << 20
 
 
@@ -124,10 +125,17 @@ def savedmodel_root(tree: Path, max_depth: int = 3) -> Path:
     raise FetchError("no saved_model.pb at the archive root or under its single top-level directory")
 
 
+def marker_path(dest: Path) -> Path:
+    """Where the digest of an installed version is recorded: a hidden file beside it, because files
+    inside the version directory must match the export's manifest."""
+    return dest.parent / f".{dest.name}.sha256"
+
+
 def already_fetched(dest: Path, sha256: str) -> bool:
     """True when ``dest`` was completed earlier from an archive with this digest."""
-    marker = dest / MARKER
-    return marker.is_file() and hmac.compare_digest(marker.read_text().strip(), sha256.lower())
+    marker = marker_path(dest)
+    return dest.is_dir() and marker.is_file() and hmac.compare_digest(marker.read_text().strip(),
+                                                                       sha256.lower())
 
 
 def fetch(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
@@ -152,8 +160,8 @@ def fetch(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
         extract(archive, tree)
         archive.unlink()
         root = savedmodel_root(tree)
-        (root / MARKER).write_text(actual + "\n")
         os.replace(root, dest)
+        marker_path(dest).write_text(actual + "\n")
     LOG.info("model version installed at %s", dest)
     return dest
 

@@ -17,7 +17,7 @@ from typing import Self
 import pytest
 
 from service import fetch_model
-from service.fetch_model import MARKER, FetchError, fetch
+from service.fetch_model import FetchError, fetch, marker_path
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = {"saved_model.pb": b"\x08\x01fake-graph", "variables/variables.index": b"index",
@@ -88,7 +88,8 @@ def served(tmp_path: Path) -> Iterator[tuple[_Server, Path]]:
 def _assert_installed(dest: Path, digest: str) -> None:
     for name, data in FILES.items():
         assert (dest / name).read_bytes() == data
-    assert (dest / MARKER).read_text().strip() == digest
+    assert sorted(p.name for p in dest.iterdir()) == ["saved_model.pb", "variables"]  # nothing added
+    assert marker_path(dest).read_text().strip() == digest
 
 
 def test_good_tarball_with_top_directory_is_installed(served: tuple[_Server, Path], tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_good_tarball_with_top_directory_is_installed(served: tuple[_Server, Pat
     dest = tmp_path / "models" / "linear" / "1"
     assert fetch(f"{server.url}/m.tar.gz", _sha(archive).upper(), dest) == dest
     _assert_installed(dest, _sha(archive))
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["1"]  # no temp leftovers
+    assert sorted(p.name for p in dest.parent.iterdir()) == [".1.sha256", "1"]  # no temp leftovers
 
 
 def test_tampered_tarball_fails_before_extraction(served: tuple[_Server, Path], tmp_path: Path) -> None:

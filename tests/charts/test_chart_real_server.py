@@ -1,0 +1,194 @@
+"""The chart's rendered wiring run for real: server flags, env, model config, probes, init container,
+auth file and the `helm test` script, against the real ``python -m service`` on this machine.
+
+Paths the pod would mount (/models, /etc/modelship/...) are mapped into a temp directory; nothing
+else is changed from what `helm template` produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures import ROOT, ServerProcess
+
+pytestmark = pytest.mark.chart
+
+Obj = dict[str, Any]
+
+
+class _Paths:
+    """Map the pod's mount points into ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mounts = {"/etc/modelship/config": root / "config", "/etc/modelship/auth": root / "auth",
+                       "/models": root / "models"}
+        for path in self.mounts.values():
+            path.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, text: str) -> str:
+        for pod_path, local in self.mounts.items():
+            text = text.replace(f'"{pod_path}/', f'"{local}/').replace(f"={pod_path}/", f"={local}/")
+            if text == pod_path or text.startswith(pod_path + "/"):
+                text = str(local) + text[len(pod_path):]
+        return text
+
+
+def _server_from_chart(rendered: Any, paths: _Paths, log: Path) -> ServerProcess:
+    """Start the server exactly as the Deployment's container would run, ports aside."""
+    cm = rendered.one("ConfigMap", "modelship")
+    for name, content in cm["data"].items():
+        (paths.mounts["/etc/modelship/config"] / name).write_text(paths(content))
+    (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "service"]
+    args = [paths(a) for a in container["args"] if not a.startswith(("--port=", "--rest_api_port="))]
+    env = {e["name"]: paths(e["value"]) for e in container["env"]}
+    env["HOME"] = str(paths.root)
+    server = ServerProcess(args, env=env, log=log)
+    try:
+        server.wait_ready(timeout=120)
+    except (RuntimeError, TimeoutError):
+        server.terminate()
+        raise
+    return server
+
+
+def _probe_paths_answer(rendered: Any, server: ServerProcess) -> None:
+    (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        response = httpx.get(server.url + path, timeout=5)  # unauthenticated, like the kubelet
+        assert response.status_code == 200, (probe, path, response.text)
+
+
+def _run_helm_test(rendered: Any, server: ServerProcess, paths: _Paths,
+                   drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the test pod's command with its env, pointed at the local server."""
+    (pod,) = rendered.maybe("Pod")
+    (container,) = pod["spec"]["containers"]
+    env = {e["name"]: paths(e["value"]) for e in container["env"] if e["name"] not in drop_env}
+    env["MODELSHIP_TEST_REST_URL"] = server.url
+    if env["MODELSHIP_TEST_GRPC_TARGET"]:
+        env["MODELSHIP_TEST_GRPC_TARGET"] = f"127.0.0.1:{server.grpc_port}"
+    env["MODELSHIP_TEST_TIMEOUT"] = "30"
+    env["HOME"] = str(paths.root)
+    cmd = [sys.executable if c == "python" else c for c in container["command"]] + container["args"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> _Paths:
+    return _Paths(tmp_path / "pod")
+
+
+# The gRPC transport lands with its own issue; until then the helm test's gRPC check is off here.
+NO_GRPC = "helmTest.grpcHealth=false"
+
+
+def test_image_source_config_labels_probes_and_helm_test(render: Any, fresh_base: Path, paths: _Paths,
+                                                         tmp_path: Path) -> None:
+    rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "model.versionLabels.stable=1",
+                            "model.versionPolicy.type=specific", "model.versionPolicy.specificVersions={1}",
+                            NO_GRPC])
+    server = _server_from_chart(rendered, paths, tmp_path / "server.log")
+    try:
+        _probe_paths_answer(rendered, server)
+        labelled = httpx.post(f"{server.url}/v1/models/linear/labels/stable:predict",
+                              json={"instances": [[1.0, 2.0, 3.0]]}, timeout=10)
+        assert labelled.status_code == 200, labelled.text
+        result = _run_helm_test(rendered, server, paths)
+        assert result.returncode == 0, result.stdout + result.stderr + server.logs()
+        assert "PASS POST /v1/models/linear:predict -> 200" in result.stdout
+        assert "helm test: all checks passed" in result.stdout
+    finally:
+        assert server.terminate() == 0, server.logs()
+
+
+@pytest.fixture
+def archive_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_url_source_init_container_then_server(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path,
+                                               archive_server: tuple[str, Path]) -> None:
+    url, root = archive_server
+    archive = root / "linear-1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(fresh_base / "linear" / "1", arcname="1")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+
+    def init_for(sha256: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
+        rendered = render(set_=["model.source.type=url", f"model.source.url.url={url}/{archive.name}",
+                                f"model.source.url.sha256={sha256}", "model.source.url.version=7", NO_GRPC])
+        (init,) = rendered.one("Deployment")["spec"]["template"]["spec"]["initContainers"]
+        cmd = [sys.executable if c == "python" else c for c in init["command"]] + [paths(a) for a in init["args"]]
+        env = {e["name"]: paths(e["value"]) for e in init["env"]}
+        return rendered, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False,
+                                        cwd=ROOT)
+
+    _, tampered = init_for("0" * 64)
+    assert tampered.returncode == 1, tampered.stderr
+    assert "sha256 mismatch" in tampered.stderr
+    assert not (paths.mounts["/models"] / "linear" / "7").exists()
+
+    rendered, fetched = init_for(digest)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (paths.mounts["/models"] / "linear" / "7" / "saved_model.pb").is_file()
+    server = _server_from_chart(rendered, paths, tmp_path / "server.log")
+    try:
+        status = httpx.get(f"{server.url}/v1/models/linear", timeout=5).json()
+        assert [v["version"] for v in status["model_version_status"]] == ["7"]
+        result = _run_helm_test(rendered, server, paths)
+        assert result.returncode == 0, result.stdout + result.stderr + server.logs()
+    finally:
+        assert server.terminate() == 0, server.logs()
+
+
+def test_auth_token_file_wiring(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path) -> None:
+    token = "chart-test-token-not-a-secret"
+    rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "auth.enabled=true",
+                            f"auth.token={token}", NO_GRPC])
+    secret: Obj = rendered.one("Secret")
+    (paths.mounts["/etc/modelship/auth"] / "token").write_bytes(base64.b64decode(secret["data"]["token"]))
+    server = _server_from_chart(rendered, paths, tmp_path / "server.log")
+    try:
+        _probe_paths_answer(rendered, server)  # probes stay open while the model API is protected
+        denied = httpx.post(f"{server.url}/v1/models/linear:predict", json={"instances": [[1.0, 2.0, 3.0]]},
+                            timeout=10)
+        assert denied.status_code == 401, denied.text
+        allowed = _run_helm_test(rendered, server, paths)
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr + server.logs()
+        without_token = _run_helm_test(rendered, server, paths, drop_env=("MODELSHIP_AUTH_TOKEN_FILE",))
+        assert without_token.returncode == 1
+        assert "FAIL GET /v1/models/linear -> 401" in without_token.stdout
+    finally:
+        assert server.terminate() == 0, server.logs()
