@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -32,6 +33,7 @@ import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 LOG = logging.getLogger("modelship.fetch_model")
 CHUNK = 1 << 20
@@ -83,23 +85,51 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
+def _write_member(out: Path, name: str, source: IO[bytes] | None) -> None:
+    """Create one regular file (``source``) or directory (None) under ``out``; plain modes only."""
+    target = out.joinpath(*_safe_member(name).parts)
+    if not target.resolve().is_relative_to(out.resolve()):
+        raise FetchError(f"unsafe path in archive: {name!r}")
+    if source is None:
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with target.open("xb") as dest:
+            shutil.copyfileobj(source, dest, CHUNK)
+    except FileExistsError:
+        raise FetchError(f"duplicate entry in archive: {name!r}") from None
+
+
 def _extract_tar(archive: Path, out: Path) -> None:
+    # Entries are written one by one rather than with extractall: no links, devices, owners or
+    # permission bits from the archive, on every Python 3.11 (tarfile's "data" filter is 3.11.4+).
     with tarfile.open(archive, "r:*") as tar:
         members = tar.getmembers()
         for member in members:
             _safe_member(member.name)
             if not (member.isfile() or member.isdir()):
                 raise FetchError(f"unsupported entry in archive (link or device): {member.name!r}")
-        tar.extractall(out, members=members, filter="data")
+        for member in members:
+            if member.isdir():
+                _write_member(out, member.name, None)
+            else:
+                _write_member(out, member.name, tar.extractfile(member))
 
 
 def _extract_zip(archive: Path, out: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:
             _safe_member(info.filename)
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise FetchError(f"unsupported entry in archive (symlink): {info.filename!r}")
-        zf.extractall(out)
+        for info in infos:
+            if info.is_dir():
+                _write_member(out, info.filename, None)
+            else:
+                with zf.open(info) as source:
+                    _write_member(out, info.filename, source)
 
 
 def extract(archive: Path, out: Path) -> None:

@@ -154,6 +154,29 @@ def test_path_traversal_is_refused_even_with_matching_digest(
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_links_are_refused_and_modes_are_not_copied(served: tuple[_Server, Path], tmp_path: Path) -> None:
+    server, root = served
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in FILES.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o4777  # setuid, world-writable
+            tar.addfile(info, io.BytesIO(data))
+    (root / "modes.tgz").write_bytes(buf.getvalue())
+    dest = tmp_path / "m" / "1"
+    fetch(f"{server.url}/modes.tgz", _sha(buf.getvalue()), dest)
+    assert (dest / "saved_model.pb").stat().st_mode & 0o7022 == 0
+    link = io.BytesIO()
+    with tarfile.open(fileobj=link, mode="w:gz") as tar:
+        info = tarfile.TarInfo("saved_model.pb")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    (root / "link.tgz").write_bytes(link.getvalue())
+    with pytest.raises(FetchError, match="link or device"):
+        fetch(f"{server.url}/link.tgz", _sha(link.getvalue()), tmp_path / "m" / "2")
+    assert not (tmp_path / "m" / "2").exists()
+
+
 def test_archive_without_savedmodel_is_refused(served: tuple[_Server, Path], tmp_path: Path) -> None:
     server, root = served
     archive = _tar_gz({"README": b"no model here"})
