@@ -17,6 +17,10 @@ def main() -> int:
     try:
         settings = parse_settings()
         settings.models()
+        if settings.enable_batching:
+            from service.batching import BatchingParameters
+
+            BatchingParameters.load(settings.batching_parameters_file, 1)
     except (ValidationError, ServingError, OSError) as exc:
         print(f"error: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
         return 2

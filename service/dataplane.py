@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from service import signature as sig
+from service.batching import Batcher, BatchingParameters
 from service.errors import InvalidArgument, Unimplemented
 from service.repository import ModelRepository
 from service.servable import Servable
@@ -41,8 +42,13 @@ class Prediction:
 class DataPlane:
     """Everything the transports need, over one :class:`ModelRepository`."""
 
-    def __init__(self, repository: ModelRepository, workers: int | None = None) -> None:
+    def __init__(self, repository: ModelRepository, workers: int | None = None,
+                 inline_max_rows: int = 64, batching: BatchingParameters | None = None,
+                 on_batch: Callable[[int], None] | None = None) -> None:
         self.repository = repository
+        self.batching = batching
+        self._on_batch = on_batch
+        self.inline_max_rows = inline_max_rows
         self.draining = False
         self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                         thread_name_prefix="model")
@@ -77,11 +83,45 @@ class DataPlane:
                                       f"expected to be in the set {{{','.join(info.outputs)}}}.")
         if len(set(wanted)) != len(wanted):
             raise InvalidArgument("duplicate output tensor alias in output_filter")
-        loop = asyncio.get_running_loop()
-        outputs = await loop.run_in_executor(self._pool, servable.run, info.name, inputs)
+        batcher = self._batcher(servable, info, inputs) if self.batching is not None else None
+        if batcher is not None:
+            outputs = await batcher.submit(inputs, next(iter(inputs.values())).shape[0])
+        else:
+            outputs = await self.run(servable, info.name, inputs)
         if wanted:
             outputs = {k: outputs[k] for k in wanted}
         return Prediction(servable, info, outputs)
+
+    def _batcher(self, servable: Servable, info: sig.SignatureInfo,
+                 inputs: dict[str, np.ndarray]) -> Batcher | None:
+        """The queue for this version, signature and inner shapes; None if not batchable."""
+        assert self.batching is not None
+        if not all(t.shape and t.shape[0] == -1 for t in (*info.inputs.values(), *info.outputs.values())):
+            return None
+        rows = {v.shape[0] for v in inputs.values()}
+        if len(rows) != 1:
+            return None
+        key = (info.name, tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items())))
+        batcher = servable.batchers.get(key)
+        if batcher is None:
+            name = info.name
+
+            async def execute(merged: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                return await self.run(servable, name, merged)
+
+            batcher = servable.batchers[key] = Batcher(self.batching, execute, self._on_batch)
+        return batcher
+
+    async def run(self, servable: Servable, signature_name: str,
+                  inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Small requests on a LiteRT signature run inline (µs); the rest on the model threads."""
+        lite = servable.lite
+        if lite is not None and lite.supports(signature_name):
+            rows = next(iter(inputs.values())).shape[:1]
+            if rows and rows[0] <= self.inline_max_rows:
+                return lite.run(signature_name, inputs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, servable.run, signature_name, inputs)
 
     async def regress(self, servable: Servable, signature_name: str,
                       example_list: list[tf.train.Example],

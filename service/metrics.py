@@ -40,7 +40,7 @@ class Metrics:
     """Request and model-state metrics; ``observe`` is cheap enough for the hot path."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # no *_created series: they double the scrape for no use here
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the scrape for no use here
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("modelship_requests", "Requests by model, version, API, code and transport",
                                 ["model", "version", "api", "code", "transport"], registry=self.registry)
@@ -50,6 +50,9 @@ class Metrics:
         self.state = Gauge("modelship_model_version_state",
                            "1 for the state a model version is in (TF Serving states)",
                            ["model", "version", "state"], registry=self.registry)
+        self.batch_size = Histogram("modelship_batch_size", "Rows per model call with batching on",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+                                    registry=self.registry)
         self._tf_counts: dict[tuple[str, str], float] = {}
         self.registry.register(_TFRequestCount(self._tf_counts))
         self.tf_latency = Histogram(":tensorflow:serving:request_latency",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service import warmup
+from service import runtime, warmup
 from service.config import ModelConfig
 from service.errors import Code, InvalidArgument, NotFound, ServingError, Unavailable
 from service.servable import Servable, load
@@ -77,13 +77,15 @@ class ModelRepository:
 
     def __init__(self, configs: list[ModelConfig], poll_seconds: float = 1.0,
                  settle_seconds: float = 0.5, verify_manifest: bool = True,
-                 enable_warmup: bool = True, listener: Listener | None = None) -> None:
+                 enable_warmup: bool = True, listener: Listener | None = None,
+                 fast_runtime: bool = False) -> None:
         self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
         self._poll_seconds = poll_seconds
         self._settle_seconds = settle_seconds
         self._verify_manifest = verify_manifest
         self._enable_warmup = enable_warmup
         self._listener = listener
+        self._fast_runtime = fast_runtime
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -180,6 +182,9 @@ class ModelRepository:
             servable = load(name, version, path, verify_manifest=self._verify_manifest)
             if self._enable_warmup:
                 warmup.warm_up(servable)
+            if self._fast_runtime:
+                servable.lite = runtime.convert(path, servable.signatures,
+                                                runtime.verification_samples(servable))
         except ServingError as exc:
             cand.failed_fingerprint = cand.fingerprint
             self._set_state(model, version, State.END, exc.code, exc.message)
@@ -194,8 +199,9 @@ class ModelRepository:
             model.available = {**model.available, version: servable}
         model.candidates.pop(version, None)
         self._set_state(model, version, State.AVAILABLE)
-        log.info("version %d of %s is AVAILABLE (loaded in %.2fs)", version, name,
-                 time.monotonic() - started)
+        fast = servable.lite.signatures if servable.lite else []
+        log.info("version %d of %s is AVAILABLE (loaded in %.2fs; LiteRT for %s)", version, name,
+                 time.monotonic() - started, ", ".join(fast) or "no signature")
 
     def _unload_unwanted(self, model: _Model, wanted: set[int]) -> None:
         unwanted = [v for v in model.available if v not in wanted]

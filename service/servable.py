@@ -16,11 +16,12 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from model import manifest as manifest_file
 from service import signature as sig
 from service.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from service.runtime import LiteRuntime
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Servable:
     """One AVAILABLE-able version of one model. Immutable once loaded; safe to share across threads."""
 
@@ -30,6 +31,8 @@ class Servable:
     signatures: dict[str, sig.SignatureInfo]
     signature_def_map: get_model_metadata_pb2.SignatureDefMap
     manifest: dict[str, Any] | None
+    lite: LiteRuntime | None = None
+    batchers: dict[Any, Any] = field(repr=False, default_factory=dict)
     _functions: dict[str, Any] = field(repr=False, default_factory=dict)
     _module: Any = field(repr=False, default=None)
 
@@ -109,4 +112,4 @@ def load(name: str, version: int, path: Path, verify_manifest: bool = True) -> S
     }
     if not signatures:
         raise FailedPrecondition(f"{path} has no callable serving signatures")
-    return Servable(name, version, path, signatures, def_map, manifest, functions, module)
+    return Servable(name, version, path, signatures, def_map, manifest, _functions=functions, _module=module)

@@ -22,8 +22,10 @@ import uvicorn
 
 from service import config as model_config
 from service.auth import TokenAuth
+from service.batching import BatchingParameters
 from service.dataplane import DataPlane
 from service.errors import ServingError
+from service.grpc.server import GrpcServer
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rest.app import create_app
@@ -71,8 +73,13 @@ class ModelServer:
             verify_manifest=settings.verify_manifest,
             enable_warmup=settings.enable_model_warmup,
             listener=self.metrics.model_state,
+            fast_runtime=settings.runtime == "auto",
         )
-        self.dataplane = DataPlane(self.repository, workers=settings.model_threads or None)
+        batching = (BatchingParameters.load(settings.batching_parameters_file, available_cpus())
+                    if settings.enable_batching else None)
+        self.dataplane = DataPlane(self.repository, workers=settings.model_threads or None,
+                                   inline_max_rows=settings.inline_max_rows, batching=batching,
+                                   on_batch=self.metrics.batch_size.observe)
         self.auth = TokenAuth(settings.auth_token_value())
         self._stopping = asyncio.Event()
         self._signals = 0
@@ -88,21 +95,29 @@ class ModelServer:
         )
         return _QuietUvicorn(config)
 
+    def build_grpc(self) -> GrpcServer:
+        s = self.settings
+        return GrpcServer(self.dataplane, self.metrics, self.auth, s.host, s.port, s.grpc_max_message_bytes,
+                          s.enable_serialization_as_tensor_content)
+
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.repository.start()
         config_task = asyncio.create_task(self._watch_config())
+        grpc_server = self.build_grpc() if self.settings.port else None
+        if grpc_server is not None:
+            await grpc_server.start()
         rest = self.build_rest() if self.settings.rest_api_port else None
         rest_task = asyncio.create_task(rest.serve()) if rest else None
-        log.info("serving %s: REST on %s:%s", ", ".join(self.repository.model_names()),
-                 self.settings.host, self.settings.rest_api_port)
+        log.info("serving %s: REST on %s:%s, gRPC on %s:%s", ", ".join(self.repository.model_names()),
+                 self.settings.host, self.settings.rest_api_port, self.settings.host, self.settings.port)
         waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
         if rest_task:
             waiters.append(rest_task)
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        await self._drain(rest, rest_task)
+        await self._drain(rest, rest_task, grpc_server)
         config_task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -114,7 +129,8 @@ class ModelServer:
         self.dataplane.draining = True
         self._stopping.set()
 
-    async def _drain(self, rest: uvicorn.Server | None, rest_task: asyncio.Task[None] | None) -> None:
+    async def _drain(self, rest: uvicorn.Server | None, rest_task: asyncio.Task[None] | None,
+                     grpc_server: GrpcServer | None) -> None:
         self.dataplane.draining = True
         bound = self.settings.shutdown_delay_seconds + self.settings.shutdown_timeout_seconds + 5
         watchdog = threading.Timer(bound, _overrun, args=(bound,))
@@ -122,9 +138,13 @@ class ModelServer:
         watchdog.start()
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)
+        stops = []
         if rest is not None and rest_task is not None:
             rest.should_exit = True
-            await rest_task
+            stops.append(rest_task)
+        if grpc_server is not None:
+            stops.append(asyncio.create_task(grpc_server.stop(self.settings.shutdown_timeout_seconds)))
+        await asyncio.gather(*stops)  # REST and gRPC drain together
         self.repository.stop()
         self.dataplane.close()
         watchdog.cancel()

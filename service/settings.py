@@ -59,6 +59,10 @@ class Settings(BaseSettings):
                                          "over auth_token.")
     max_request_bytes: int = Field(64 << 20, gt=0, description="Largest request body accepted "
                                    "(after gunzip); larger gets 413.")
+    grpc_max_message_bytes: int = Field(2**31 - 1, gt=0, description="Largest gRPC message sent or "
+                                        "received (TF Serving: INT32_MAX).")
+    enable_serialization_as_tensor_content: bool = Field(
+        False, description="Encode gRPC outputs as tensor_content instead of typed fields.")
     rest_api_enable_cors_support: bool = Field(False, description="Send permissive CORS headers "
                                                "on /v1 responses.")
     shutdown_timeout_seconds: float = Field(20, gt=0, description="On SIGTERM, wait at most this "
@@ -69,6 +73,11 @@ class Settings(BaseSettings):
                                                  "CPUs available to the process).")
     tensorflow_inter_op_parallelism: int = Field(0, ge=0, description="TF inter-op threads (0: as "
                                                  "intra-op).")
+    runtime: Literal["auto", "tensorflow"] = Field("auto", description="auto: run predict signatures "
+                                                   "that convert to LiteRT and verify against "
+                                                   "TensorFlow with LiteRT; tensorflow: always TF.")
+    inline_max_rows: int = Field(64, ge=0, description="Requests of at most this many rows on a "
+                                 "LiteRT signature run inline on the event loop.")
     model_threads: int = Field(0, ge=0, description="Threads running model calls (0: CPUs, at least 2).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     access_log: bool = Field(False, description="Log one line per request (never payloads).")

@@ -1,0 +1,1 @@
+"""gRPC transport: TensorFlow Serving's PredictionService and ModelService, health and reflection."""

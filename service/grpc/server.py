@@ -1,0 +1,71 @@
+"""Builds the ``grpc.aio`` server: TF Serving services, standard health checking, reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis.model_service_pb2 import DESCRIPTOR as MODEL_SERVICE
+from tensorflow_serving.apis.prediction_service_pb2 import DESCRIPTOR as PREDICTION_SERVICE
+
+from service.auth import TokenAuth
+from service.dataplane import DataPlane
+from service.grpc.servicer import ModelService, PredictionService
+from service.metrics import Metrics
+
+SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
+
+
+class GrpcServer:
+    """The gRPC side of the model server; health follows the dataplane's readiness."""
+
+    def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, host: str, port: int,
+                 max_message_bytes: int, tensor_content: bool = False) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.so_reuseport", 0)]
+        self.server = grpc.aio.server(options=options)
+        self.dataplane = dataplane
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(dataplane, metrics, auth, tensor_content), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(dataplane, metrics, auth, tensor_content), self.server)
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = (PREDICTION_SERVICE.services_by_name["PredictionService"].full_name,
+                 MODEL_SERVICE.services_by_name["ModelService"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.server)
+        self.address = f"{host}:{port}"
+        self.port = self.server.add_insecure_port(self.address)
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        self._watch = asyncio.create_task(self._follow_readiness())
+
+    async def _follow_readiness(self) -> None:
+        last: bool | None = None
+        while True:
+            ready = self.dataplane.ready()
+            if ready != last:
+                status = (health_pb2.HealthCheckResponse.SERVING if ready
+                          else health_pb2.HealthCheckResponse.NOT_SERVING)
+                for name in ("", *SERVICES):
+                    await self.health.set(name, status)
+                last = ready
+            await asyncio.sleep(0.2)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, stop taking RPCs, let in-flight ones finish within ``grace``."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
