@@ -193,14 +193,21 @@ def validate_inputs(info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray],
             raise Unimplemented(f"input '{name}' has unsupported dtype {tensor.dtype_name}")
         if value.dtype != want:
             raise InvalidArgument(f"input '{name}' expects {tensor.dtype_name}, got {value.dtype}")
-        if tensor.shape is not None and (value.ndim != len(tensor.shape) or any(
-            d >= 0 and d != got for d, got in zip(tensor.shape, value.shape, strict=True)
-        )):
+        if tensor.shape is not None and not _shape_fits(tensor.shape, value.shape):
             raise InvalidArgument(f"input '{name}' expects shape {tensor.shape_text()}, "
                                   f"got [{','.join(str(d) for d in value.shape)}]")
         if not allow_non_finite and value.dtype.kind == "f" and not np.isfinite(value).all():
             raise InvalidArgument(f"input '{name}' contains NaN or Infinity, which this model "
                                   "does not accept")
+
+
+def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:
+    if len(expected) != len(got):
+        return False
+    for want, have in zip(expected, got, strict=True):
+        if want >= 0 and want != have:
+            return False
+    return True
 
 
 __all__ = ["DataPlane", "ModelSpec", "Prediction", "validate_inputs"]

@@ -13,6 +13,7 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -54,6 +55,7 @@ class Metrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                                     registry=self.registry)
         self._tf_counts: dict[tuple[str, str], float] = {}
+        self._children: dict[tuple[str, str, str, Code, str], tuple[Any, Any, Any, tuple[str, str]]] = {}
         self.registry.register(_TFRequestCount(self._tf_counts))
         self.tf_latency = Histogram(":tensorflow:serving:request_latency",
                                     "TF Serving-compatible request latency in microseconds",
@@ -62,11 +64,20 @@ class Metrics:
 
     def observe(self, model: str, version: str, api: str, code: Code, transport: str,
                 seconds: float) -> None:
-        self.requests.labels(model, version, api, code.name, transport).inc()
-        self.latency.labels(model, version, api, transport).observe(seconds)
-        key = (model, code.name)
-        self._tf_counts[key] = self._tf_counts.get(key, 0.0) + 1.0
-        self.tf_latency.labels(model, api, transport.upper()).observe(seconds * 1e6)
+        key = (model, version, api, code, transport)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the updates: do them once per key
+            children = self._children[key] = (
+                self.requests.labels(model, version, api, code.name, transport),
+                self.latency.labels(model, version, api, transport),
+                self.tf_latency.labels(model, api, transport.upper()),
+                (model, code.name),
+            )
+        count, latency, tf_latency, tf_key = children
+        count.inc()
+        latency.observe(seconds)
+        tf_latency.observe(seconds * 1e6)
+        self._tf_counts[tf_key] = self._tf_counts.get(tf_key, 0.0) + 1.0
 
     def model_state(self, model: str, version: int, state: State) -> None:
         for candidate in (State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END):
