@@ -204,7 +204,7 @@ def validate_inputs(info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray],
 def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:
     if len(expected) != len(got):
         return False
-    for want, have in zip(expected, got, strict=True):
+    for want, have in zip(expected, got, strict=True):  # noqa: SIM110 - a loop beats a generator here
         if want >= 0 and want != have:
             return False
     return True
