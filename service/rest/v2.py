@@ -14,6 +14,7 @@ from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelSpec
 from service.errors import Code, InvalidArgument, ServingError
 from service.metrics import Metrics
+from service.repository import State
 from service.rest import codec
 from service.rest.http import read_body
 from service.servable import Servable
@@ -70,7 +71,7 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
         return json_response({
             "name": servable.name,
             "versions": [str(v.version) for v in dataplane.repository.statuses(name)
-                         if v.state == 30],
+                         if v.state == State.AVAILABLE],
             "platform": PLATFORM,
             "inputs": [_tensor_meta(t) for t in info.inputs.values()],
             "outputs": [_tensor_meta(t) for t in info.outputs.values()],
