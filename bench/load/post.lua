@@ -1,0 +1,16 @@
+-- wrk script for every REST target: POST one TF Serving predict body, summarise as one JSON line.
+-- The body comes from BENCH_BODY (the harness builds it), so every target gets the same bytes.
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY") or '{"instances": [[1.0, 2.0, 3.0]]}'
+wrk.headers["Content-Type"] = "application/json"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+end

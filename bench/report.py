@@ -1,0 +1,197 @@
+"""Turn measured points into the console table, Markdown, JSON, a PNG plot and the issue's target checks.
+
+Ratios are taken at the same connection count, within one run: ``x seed`` against the seed-style
+baseline (REST), ``x ceiling`` against the bare server of the same transport.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Point:
+    target: str  # key
+    name: str
+    transport: str
+    connections: int
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    peak_rss_mib: float = 0.0
+    server_cpu: float = 0.0  # cores used by the server during the point
+    loadgen_cpu: float = 0.0  # cores used by the load generator
+    duration_s: float = 0.0
+    ok: int = 0
+    failure: str = ""  # the point (or its target) could not be measured
+    x_seed: float | None = None
+    x_ceiling: float | None = None
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.failure) or self.error_count > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d.update(error_count=self.error_count, flagged=self.flagged)
+        return d
+
+
+def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str]) -> None:
+    """Fill ``x_seed`` and ``x_ceiling`` from points of the same run and connection count."""
+    by = {(p.target, p.connections): p for p in points if not p.failure and p.rps > 0}
+    for p in points:
+        if p.failure:
+            continue
+        seed = by.get((baseline_key, p.connections))
+        ceiling = by.get((ceilings.get(p.transport, ""), p.connections))
+        p.x_seed = p.rps / seed.rps if seed else None
+        p.x_ceiling = p.rps / ceiling.rps if ceiling else None
+
+
+HEADERS = ("target", "transport", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB",
+           "server CPU", "x seed", "x ceiling")
+
+
+def _ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}x"
+
+
+def rows(points: list[Point]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for p in points:
+        if p.failure:
+            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", "", "", "", ""))
+            continue
+        errors = f"{p.error_count} !" if p.error_count else "0"
+        out.append((p.name, p.transport, str(p.connections), f"{p.rps:,.0f}", f"{p.p50_ms:.2f}",
+                    f"{p.p99_ms:.2f}", errors, f"{p.peak_rss_mib:,.0f}", f"{p.server_cpu:.2f}",
+                    _ratio(p.x_seed), _ratio(p.x_ceiling)))
+    return out
+
+
+def text_table(points: list[Point]) -> str:
+    table = [HEADERS, *rows(points)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    left = {0, 1}
+    lines = []
+    for n, r in enumerate(table):
+        cells = [c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(r)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(points: list[Point]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |",
+             "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(HEADERS))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows(points)]
+    return "\n".join(lines)
+
+
+@dataclass
+class Check:
+    text: str
+    met: bool | None  # None: not measured in this run
+    detail: str
+
+
+def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
+    """The issue's targets, evaluated on this run (informational: nothing is gated on them)."""
+    by = {(p.target, p.connections): p for p in points if not p.failure}
+    out: list[Check] = []
+
+    def get(key: str, conns: int) -> Point | None:
+        return by.get((key, conns))
+
+    for key, label in (("modelship-rest", "REST"), ("modelship-rest-batching", "REST+batching")):
+        p = get(key, at)
+        if p is None:
+            continue
+        out.append(Check(f"{label} c={at}: >= 10x seed baseline",
+                         None if p.x_seed is None else p.x_seed >= 10, _ratio(p.x_seed)))
+        out.append(Check(f"{label} c={at}: >= 0.5x bare ASGI",
+                         None if p.x_ceiling is None else p.x_ceiling >= 0.5, _ratio(p.x_ceiling)))
+        out.append(Check(f"{label} c={at}: p99 < 5 ms", p.p99_ms < 5 and not p.error_count,
+                         f"{p.p99_ms:.2f} ms"))
+    for key, label in (("modelship-grpc", "gRPC"), ("modelship-grpc-batching", "gRPC+batching")):
+        p = get(key, at)
+        if p is not None:
+            out.append(Check(f"{label} c={at}: >= 0.5x bare grpc.aio",
+                             None if p.x_ceiling is None else p.x_ceiling >= 0.5, _ratio(p.x_ceiling)))
+    for off, on, label in (("modelship-rest", "modelship-rest-batching", "REST"),
+                           ("modelship-grpc", "modelship-grpc-batching", "gRPC")):
+        a, b = get(off, high), get(on, high)
+        if a is not None and b is not None:
+            out.append(Check(f"{label} c={high}: batching on > off", b.rps > a.rps and not b.error_count,
+                             f"{b.rps:,.0f} vs {a.rps:,.0f} req/s"))
+    return out
+
+
+def checks_text(items: list[Check], bullet: str = "  ") -> str:
+    mark = {True: "met", False: "NOT met", None: "not measured"}
+    return "\n".join(f"{bullet}{c.text}: {mark[c.met]} ({c.detail})" for c in items)
+
+
+def write_json(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
+    data = {"meta": meta, "points": [p.as_dict() for p in points],
+            "checks": [c.__dict__ for c in items]}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
+    notes = [f"Command: `{meta['command']}`", "",
+             f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
+             f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up; "
+             f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
+             f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
+             f"{meta['loadavg_start']} / {meta['loadavg_end']}.", "",
+             "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
+             "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
+             "VmHWM summed over the server's process tree; server CPU is cores used during the point. "
+             "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
+             "`x ceiling` over the bare server of the same transport.", ""]
+    body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
+    if items:
+        body += "\nTargets of issue 3 in this run:\n\n" + checks_text(items, "- ") + "\n"
+    path.write_text(body)
+
+
+def write_plot(path: Path, points: list[Point]) -> None:
+    """Grouped bars: req/s and p99 latency by target and connection count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    good = [p for p in points if not p.failure]
+    series: dict[str, dict[int, Point]] = {}
+    for p in good:
+        series.setdefault(f"{p.name} ({p.transport})", {})[p.connections] = p
+    conns = sorted({p.connections for p in good})
+    fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(13, 5))
+    width = 0.8 / max(1, len(series))
+    for i, (label, pts) in enumerate(series.items()):
+        xs = [n + i * width - 0.4 + width / 2 for n in range(len(conns))]
+        ax_rps.bar(xs, [pts[c].rps if c in pts else 0 for c in conns], width, label=label)
+        ax_p99.bar(xs, [pts[c].p99_ms if c in pts else 0 for c in conns], width, label=label)
+    for ax, title in ((ax_rps, "throughput (req/s, higher is better)"),
+                      (ax_p99, "p99 latency (ms, log scale, lower is better)")):
+        ax.set_xticks(range(len(conns)), [f"{c} conns" for c in conns])
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    ax_p99.set_yscale("log")
+    ax_rps.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

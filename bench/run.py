@@ -1,0 +1,305 @@
+"""Benchmark Modelship side by side with a seed-style baseline and the bare HTTP/gRPC ceilings.
+
+On one exported model (trained and exported into a temporary directory when none is given) it
+starts, one at a time, each target bound to 127.0.0.1, waits until a real predict succeeds, and
+drives it from a separate process (wrk for REST; ghz, or a multi-process Python client, for gRPC)
+at each connection count for a fixed time after a warm-up. It prints req/s, p50/p99, errors, peak
+RSS and ratios to the baseline and the ceiling, and writes bench/results/latest.{json,md,png}.
+Nothing is gated on absolute numbers; the issue's targets are reported, never enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import procs, report
+from bench.load import LoadResult, tfs
+from bench.load import ghz as ghz_load
+from bench.load import pygrpc as pygrpc_load
+from bench.load import wrk as wrk_load
+from bench.targets import (
+    BY_KEY,
+    DEFAULT_BATCHING,
+    GRPC,
+    REST,
+    ROOT,
+    TARGETS,
+    Context,
+    Running,
+    Target,
+    launch,
+)
+
+Load = Callable[[Running, int, int], LoadResult]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-base-path", type=Path,
+                   help="model base path holding <version>/ dirs (TF Serving's --model_base_path); "
+                        "default: train and export one into a temporary directory")
+    p.add_argument("--model-name", default="linear", help="model name (route path and ModelSpec.name)")
+    p.add_argument("--targets", default=",".join(t.key for t in TARGETS),
+                   help="comma-separated targets to run, in this order: " + ", ".join(t.key for t in TARGETS))
+    p.add_argument("--connections", default="1,32,256",
+                   help="comma-separated concurrent connections, one point each")
+    p.add_argument("--duration", type=int, help="measured seconds per point, whole seconds (default 10)")
+    p.add_argument("--warmup", type=int, help="warm-up seconds before each point, 0 for none (default 2)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: --duration and --warmup default to 3 and 1 instead")
+    p.add_argument("--rows", type=int, default=1, help="instances (rows) per request")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="per-request timeout in seconds (timeouts count as errors)")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core for load)")
+    p.add_argument("--grpc-loadgen", choices=("auto", "ghz", "python"), default="auto",
+                   help="gRPC load generator: ghz built from the Go module proxy, the Python multi-process "
+                        "client, or ghz with the Python client as fallback (auto)")
+    p.add_argument("--grpc-connections", type=int, default=0,
+                   help="HTTP/2 connections for gRPC load (default 0: one per concurrent call, like wrk)")
+    p.add_argument("--python-client-procs", type=int, default=2, help="processes of the Python gRPC client")
+    p.add_argument("--batching-parameters", type=Path,
+                   help="BatchingParameters text proto for the +batching targets (default: " +
+                        DEFAULT_BATCHING.strip() + ")")
+    p.add_argument("--modelship-arg", action="append", default=[], metavar="ARG",
+                   help="extra flag for every Modelship target (repeatable), "
+                        "e.g. --modelship-arg=--model_threads=4")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="do not pin: by default, with >= 2 CPUs and taskset, the load generator gets the "
+                        "last CPU and the server the others")
+    p.add_argument("--ready-timeout", type=float, default=180.0,
+                   help="seconds a server may take to become ready")
+    p.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results",
+                   help="where latest.json, latest.md and latest.png go")
+    p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plot")
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 3 if args.quick else 10
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    unknown = [k for k in args.targets.split(",") if k not in BY_KEY]
+    if unknown:
+        p.error(f"unknown target(s): {', '.join(unknown)}")
+    args.target_list = [BY_KEY[k] for k in args.targets.split(",")]
+    args.connection_list = [int(c) for c in args.connections.split(",")]
+    if args.duration < 1 or args.warmup < 0 or min(args.connection_list) < 1 or args.rows < 1:
+        p.error("--duration, --connections and --rows must be >= 1, --warmup >= 0")
+    return args
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def prepare_model(args: argparse.Namespace, work: Path) -> Path:
+    """The model base path to serve: the given one, or a freshly trained and exported linear model."""
+    if args.model_base_path is not None:
+        given: Path = args.model_base_path
+        return given.resolve()
+    say("==> training and exporting a linear model into a temporary directory")
+    run_dir, base = work / "run", work / "models"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    for cmd in (["train", "--run-dir", str(run_dir), "--no-progress"],
+                ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name]):
+        subprocess.run([sys.executable, "-m", "model", *cmd], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+    return base / str(args.model_name)
+
+
+def latest_version(base_path: Path) -> Path:
+    versions = sorted((int(d.name), d) for d in base_path.iterdir() if d.is_dir() and d.name.isdigit())
+    if not versions:
+        raise SystemExit(f"no numeric version directory under {base_path}")
+    return versions[-1][1]
+
+
+def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | None) -> tuple[Load, str]:
+    """The gRPC load function and its description; ghz when it can be built (unless told otherwise)."""
+    request_file = work / "predict_request.bin"
+    request_file.write_bytes(tfs.predict_request(args.model_name, args.rows).SerializeToString())
+
+    def conns(c: int) -> int:
+        return min(c, args.grpc_connections) if args.grpc_connections else c
+
+    conn_note = (f"{args.grpc_connections} HTTP/2 connection(s)" if args.grpc_connections
+                 else "one HTTP/2 connection per concurrent call")
+    if args.grpc_loadgen in ("auto", "ghz"):
+        try:
+            binary = ghz_load.find_ghz()
+            protoset = tfs.write_protoset(work / "tensorflow_serving.protoset")
+
+            def run_ghz(r: Running, c: int, secs: int) -> LoadResult:
+                return ghz_load.run(binary, r.address, protoset, request_file, c, conns(c), secs,
+                                    args.timeout, load_cpus)
+
+            return run_ghz, f"{ghz_load.version(binary)} (closed loop, {conn_note})"
+        except RuntimeError as exc:
+            if args.grpc_loadgen == "ghz":
+                raise
+            say(f"  ghz unavailable ({exc}); falling back to the Python gRPC client")
+
+    def run_py(r: Running, c: int, secs: int) -> LoadResult:
+        return pygrpc_load.run(r.address, request_file, c, conns(c), secs, args.python_client_procs,
+                               args.timeout, load_cpus)
+
+    return run_py, f"Python grpc.aio client, {args.python_client_procs} processes (closed loop, {conn_note})"
+
+
+def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Namespace,
+                   progress: Callable[[str], None]) -> list[report.Point]:
+    points: list[report.Point] = []
+
+    def failed(conns: int, why: str) -> report.Point:
+        return report.Point(target.key, target.name, target.transport, conns, failure=why)
+
+    try:
+        running = launch(target, ctx)
+    except (RuntimeError, TimeoutError) as exc:
+        say(f"  {target.key}: could not start: {exc}")
+        return [failed(c, f"could not start: {str(exc).splitlines()[0]}") for c in args.connection_list]
+    try:
+        pid = running.proc.pid
+        for conns in args.connection_list:
+            progress(f"{target.name} ({target.transport}) c={conns}")
+            if running.proc.poll() is not None:
+                points.append(failed(conns, f"server exited with {running.proc.returncode}"))
+                continue
+            try:
+                if args.warmup:
+                    load(running, conns, args.warmup)
+                cpu0 = procs.cpu_seconds(pid)
+                result = load(running, conns, args.duration)
+                cpu1 = procs.cpu_seconds(pid)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                say(f"    load failed: {exc}")
+                points.append(failed(conns, f"load failed: {str(exc).splitlines()[0][:200]}"))
+                continue
+            seconds = max(result.duration_s, 1e-9)
+            point = report.Point(
+                target.key, target.name, target.transport, conns, rps=result.rps, p50_ms=result.p50_ms,
+                p90_ms=result.p90_ms, p99_ms=result.p99_ms, errors=result.errors,
+                peak_rss_mib=procs.peak_rss_bytes(pid) / 2**20, server_cpu=(cpu1 - cpu0) / seconds,
+                loadgen_cpu=result.loadgen_cpu_s / seconds,
+                duration_s=result.duration_s, ok=result.ok)
+            if running.proc.poll() is not None:
+                point.failure = f"server exited with {running.proc.returncode} during the point"
+            points.append(point)
+            flag = f"  ERRORS {point.errors}" if point.error_count else ""
+            say(f"    {point.rps:>9,.0f} req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  "
+                f"server {point.server_cpu:.2f} / load {point.loadgen_cpu:.2f} cores{flag}")
+    finally:
+        procs.stop(running.proc)
+    return points
+
+
+def environment(args: argparse.Namespace, pinning: str, rest_gen: str, grpc_gen: str) -> dict[str, Any]:
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "service", "model", "bench"):
+        commit += " (with uncommitted changes in service/, model/ or bench/)"
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    versions = {}
+    for dist in ("tensorflow-cpu", "fastapi", "uvicorn", "grpcio", "uvloop", "httptools", "orjson"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    return {
+        "command": "scripts/bench" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{os.cpu_count()} x {cpu}, {platform.system()} {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "commit": commit, "duration_s": args.duration, "warmup_s": args.warmup, "rows": args.rows,
+        "connections": args.connection_list, "rest_loadgen": rest_gen, "grpc_loadgen": grpc_gen,
+        "pinning": pinning, "versions": versions, "loadavg_start": _loadavg(), "loadavg_end": None,
+        "interrupted": False,
+    }
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    procs.install_signal_handlers()
+    server_cpus, load_cpus, pinning = procs.cpu_split(args.pin)
+    wrk = wrk_load.find_wrk() if any(t.transport == REST for t in args.target_list) else ""
+    points: list[report.Point] = []
+    with tempfile.TemporaryDirectory(prefix="modelship-bench-") as tmp:
+        work = Path(tmp)
+        base_path = prepare_model(args, work)
+        batching_file = args.batching_parameters or work / "batching.pbtxt"
+        if args.batching_parameters is None:
+            batching_file.write_text(DEFAULT_BATCHING)
+        ctx = Context(args.model_name, base_path, latest_version(base_path), work, server_cpus,
+                      Path(batching_file).resolve(), list(args.modelship_arg), args.rows, args.ready_timeout)
+        body = tfs.rest_body(args.rows)
+
+        def run_wrk(r: Running, c: int, secs: int) -> LoadResult:
+            return wrk_load.run(wrk, r.url, body, c, secs, args.wrk_threads, args.timeout, load_cpus)
+
+        rest_gen = f"{wrk_load.version(wrk)}, {args.wrk_threads} thread(s) (closed loop)" if wrk else "—"
+        run_grpc, grpc_gen = (grpc_loader(args, work, load_cpus) if any(t.transport == GRPC
+                              for t in args.target_list) else (run_wrk, "—"))
+        meta = environment(args, pinning, rest_gen, grpc_gen)
+        total = len(args.target_list) * len(args.connection_list)
+        per_point = args.duration + args.warmup
+        say(f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir}; {pinning}")
+        say(f"    REST load: {rest_gen}; gRPC load: {grpc_gen}")
+        done = [0]
+        started = time.monotonic()
+
+        def progress(what: str) -> None:
+            done[0] += 1
+            left = (total - done[0] + 1) * per_point
+            elapsed = time.monotonic() - started
+            say(f"[{done[0]:>2}/{total}] {what}  (t+{elapsed:.0f}s, ~{left}s of load left)")
+
+        try:
+            for target in args.target_list:
+                load = run_wrk if target.transport == REST else run_grpc
+                say(f"==> {target.key}: starting")
+                points += measure_target(target, ctx, load, args, progress)
+        except KeyboardInterrupt:
+            meta["interrupted"] = True
+            say("interrupted: servers stopped; writing the points measured so far")
+    meta["loadavg_end"] = _loadavg()
+    report.add_ratios(points, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
+    items = report.checks(points)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    report.write_json(args.out_dir / "latest.json", meta, points, items)
+    report.write_markdown(args.out_dir / "latest.md", meta, points, items)
+    if args.plot and points:
+        report.write_plot(args.out_dir / "latest.png", points)
+    print()
+    print(report.text_table(points))
+    if items:
+        print("\nTargets of issue 3 (informational, never gated):")
+        print(report.checks_text(items))
+    print(f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "
+          f"{meta['loadavg_start']} -> {meta['loadavg_end']}")
+    print(f"Results: {args.out_dir}/latest.json, latest.md" + (", latest.png" if args.plot else ""))
+    if meta["interrupted"]:
+        return 130
+    return 1 if any(p.failure for p in points) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The gRPC ceiling in Python here: a bare ``grpc.aio`` PredictionService with a fixed answer.
+
+It implements ``tensorflow.serving.PredictionService/Predict`` with the official
+``tensorflow_serving.apis`` stubs (so requests are parsed as PredictRequest) and returns one
+prebuilt PredictResponse; every other method is left UNIMPLEMENTED::
+
+    python -m bench.servers.bare_grpc --port 8603
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+
+def fixed_response(model_name: str) -> Any:
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = model_name
+    response.model_spec.version.value = 1
+    response.model_spec.signature_name = "serving_default"
+    y = response.outputs["y"]
+    y.dtype = 1  # DT_FLOAT
+    y.tensor_shape.dim.add().size = 1
+    y.float_val.append(0.0)
+    return response
+
+
+class FixedPrediction(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
+    def __init__(self, model_name: str) -> None:
+        self.response = fixed_response(model_name)
+
+    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return self.response
+
+
+async def serve(host: str, port: int, model_name: str) -> None:
+    server = grpc.aio.server()
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(model_name), server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.servers.bare_grpc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--port", type=int, required=True, help="gRPC port")
+    parser.add_argument("--model-name", default="linear", help="model name echoed in the response")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.host, args.port, args.model_name))
+
+
+if __name__ == "__main__":
+    main()

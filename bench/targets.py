@@ -1,0 +1,133 @@
+"""The servers under test, in the order they run, and how to start and probe each one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.load import tfs
+
+ROOT = Path(__file__).resolve().parent.parent
+REST, GRPC = "REST", "gRPC"
+DEFAULT_BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
+                    "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }\n")
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str  # command-line id
+    name: str  # label in the table
+    transport: str  # REST or gRPC
+    kind: str  # seed | bare-asgi | bare-grpc | modelship
+    batching: bool = False
+
+    @property
+    def is_ceiling(self) -> bool:
+        return self.kind.startswith("bare-")
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind == "seed"
+
+
+TARGETS = (
+    Target("seed", "seed baseline", REST, "seed"),
+    Target("bare-asgi", "bare ASGI", REST, "bare-asgi"),
+    Target("modelship-rest", "modelship", REST, "modelship"),
+    Target("modelship-rest-batching", "modelship+batching", REST, "modelship", batching=True),
+    Target("bare-grpc", "bare grpc.aio", GRPC, "bare-grpc"),
+    Target("modelship-grpc", "modelship", GRPC, "modelship"),
+    Target("modelship-grpc-batching", "modelship+batching", GRPC, "modelship", batching=True),
+)
+BY_KEY = {t.key: t for t in TARGETS}
+
+
+@dataclass
+class Context:
+    """What every target is started with: the same model, the same CPUs, one scratch directory."""
+
+    model_name: str
+    base_path: Path  # <base_path>/<version>/saved_model.pb
+    version_dir: Path
+    work: Path
+    cpus: list[int] | None
+    batching_file: Path
+    modelship_args: list[str] = field(default_factory=list)
+    rows: int = 1
+    ready_timeout: float = 180.0
+
+
+@dataclass
+class Running:
+    target: Target
+    proc: subprocess.Popen[bytes]
+    log: Path
+    url: str = ""  # REST predict URL
+    address: str = ""  # gRPC host:port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env() -> dict[str, str]:
+    """The harness's environment minus any MODELSHIP_* server setting, with TF's C++ logs quiet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIP_") or k == "MODELSHIP_CACHE"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> list[str]:
+    py = sys.executable
+    if target.kind == "seed":
+        return [py, "-m", "bench.servers.seed_baseline", f"--model-dir={ctx.version_dir}",
+                f"--model-name={ctx.model_name}", f"--port={rest_port}"]
+    if target.kind == "bare-asgi":
+        return [py, "-m", "bench.servers.bare_asgi", f"--port={rest_port}"]
+    if target.kind == "bare-grpc":
+        return [py, "-m", "bench.servers.bare_grpc", f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
+    argv = [py, "-m", "service", f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}",
+            f"--rest_api_port={rest_port}", f"--port={grpc_port}", "--host=127.0.0.1"]
+    if target.batching:
+        argv += ["--enable_batching=true", f"--batching_parameters_file={ctx.batching_file}"]
+    return argv + ctx.modelship_args
+
+
+def rest_ok(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer: Any = json.loads(response.read())
+        return response.status == 200 and isinstance(answer.get("predictions"), list)
+
+
+def launch(target: Target, ctx: Context) -> Running:
+    """Start ``target`` bound to 127.0.0.1 and wait until a real predict succeeds on its transport."""
+    rest_port, grpc_port = free_port(), free_port()
+    log = ctx.work / f"{target.key}.log"
+    proc = procs.start(command(target, ctx, rest_port, grpc_port), log, server_env(), ROOT, ctx.cpus)
+    running = Running(target, proc, log)
+    try:
+        if target.transport == REST:
+            running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
+            body = tfs.rest_body(ctx.rows)
+            procs.wait_for(lambda: rest_ok(running.url, body), ctx.ready_timeout, proc, log, target.key)
+        else:
+            running.address = f"127.0.0.1:{grpc_port}"
+            request = tfs.predict_request(ctx.model_name, ctx.rows)
+            procs.wait_for(lambda: tfs.predict_ok(running.address, request), ctx.ready_timeout, proc, log,
+                           target.key)
+    except BaseException:
+        procs.stop(proc)
+        raise
+    return running
