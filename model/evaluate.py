@@ -37,8 +37,10 @@ def evaluate_version(version_dir: Path, csv_path: Path, target: str | None,
 
 def draw(path: Path, y: np.ndarray, pred: np.ndarray, loss: list[float], info: dict[str, Any]) -> None:
     """Three panels: predicted vs actual, residuals vs predicted, training loss per epoch."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise DataError("--plot needs matplotlib: pip install 'modelship[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
