@@ -56,7 +56,10 @@ def test_pod_and_containers_are_hardened(rendered: Any) -> None:
         assert psc["runAsGroup"] >= 10000
         assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
-        assert pod["enableServiceLinks"] is False
+        # The server must not get MODELSHIP_* service-link variables (its settings prefix); the
+        # helm test pod uses them to find the Service where no cluster DNS runs.
+        is_test = pod.get("restartPolicy") == "Never"
+        assert pod["enableServiceLinks"] is is_test
         for field in ("hostNetwork", "hostPID", "hostIPC"):
             assert not pod.get(field)
         assert not any("hostPath" in v for v in pod.get("volumes", []))
@@ -275,6 +278,7 @@ def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path)
         (init,) = pod["initContainers"]
         assert init["image"] == server["image"], "the init container reuses the server image (python)"
         assert init["command"] == ["python", "-m", "service.fetch_model"]
+        assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
         url = v["source"]["url"]
         assert init["args"] == [f"--url={url['url']}", f"--sha256={url['sha256'].lower()}",
                                 f"--dest=/models/{v['name']}/{url['version']}",

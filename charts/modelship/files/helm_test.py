@@ -4,18 +4,35 @@ Runs inside the server image (which has Python and grpcio but no curl). Configur
 MODELSHIP_TEST_REST_URL, MODELSHIP_TEST_GRPC_TARGET, MODELSHIP_TEST_MODEL,
 MODELSHIP_TEST_REQUEST (JSON body for :predict), MODELSHIP_TEST_TIMEOUT (seconds) and
 MODELSHIP_AUTH_TOKEN_FILE (optional bearer token). An empty MODELSHIP_TEST_GRPC_TARGET leaves the
-gRPC check out (helmTest.grpcHealth=false). Exits non-zero on the first failed check.
+gRPC check out (helmTest.grpcHealth=false). When the Service's DNS name does not resolve (a cluster
+without a DNS add-on), the Service's cluster IP is taken from the service-link variables
+``<MODELSHIP_TEST_SERVICE_ENV>_SERVICE_HOST``. Exits non-zero on the first failed check.
 """
 
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
-REST = os.environ["MODELSHIP_TEST_REST_URL"].rstrip("/")
-GRPC_TARGET = os.environ["MODELSHIP_TEST_GRPC_TARGET"]
+
+def service_address(host: str) -> str:
+    """``host`` if it resolves, else the Service's cluster IP from the service-link variables."""
+    try:
+        socket.getaddrinfo(host, None)
+        return host
+    except OSError:
+        prefix = os.environ.get("MODELSHIP_TEST_SERVICE_ENV", "")
+        return os.environ.get(f"{prefix}_SERVICE_HOST", host) if prefix else host
+
+
+_rest = urllib.parse.urlsplit(os.environ["MODELSHIP_TEST_REST_URL"].rstrip("/"))
+REST = _rest._replace(netloc=f"{service_address(_rest.hostname or '')}:{_rest.port}").geturl()
+_grpc_host, _, _grpc_port = os.environ["MODELSHIP_TEST_GRPC_TARGET"].rpartition(":")
+GRPC_TARGET = f"{service_address(_grpc_host)}:{_grpc_port}" if _grpc_host else ""
 MODEL = os.environ["MODELSHIP_TEST_MODEL"]
 BODY = os.environ["MODELSHIP_TEST_REQUEST"]
 DEADLINE = time.monotonic() + float(os.environ.get("MODELSHIP_TEST_TIMEOUT", "120"))
@@ -95,6 +112,7 @@ def grpc_health() -> None:
     check(state == "SERVING", f"gRPC Health/Check on {GRPC_TARGET} -> {state}")
 
 
+say(f"REST {REST}, gRPC {GRPC_TARGET or '(not checked)'}")
 wait_ready()
 model_status()
 predict()

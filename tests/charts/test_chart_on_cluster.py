@@ -1,0 +1,187 @@
+"""`helm install`, `helm upgrade` and `helm test` of the chart on the real single-node cluster.
+
+Uses scripts/cluster/up (Kubernetes 1.33, source-built; idempotent), the image built by
+scripts/docker/build-image and imported with scripts/cluster/load-image. Covers the image source
+(rollout, checksum roll on a config change, helm test with REST predict and gRPC health) and the
+url source (init container downloading from an HTTP server on the node address, verified by
+sha256; a wrong digest keeps the pod from starting). Every release is uninstalled afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "modelship"
+IMAGE_TAG = "chart-e2e"
+
+
+@dataclass(frozen=True)
+class Kube:
+    """kubectl and helm pointed at the cluster."""
+
+    env: dict[str, str]
+    kubectl: str
+    helm: str
+    node_ip: str
+
+    def run(self, tool: str, *args: str, timeout: float = 120, check: bool = True) -> str:
+        binary = self.kubectl if tool == "kubectl" else self.helm
+        proc = subprocess.run([binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run("kubectl", *args, "-o", "json"))
+
+
+def _script(*cmd: str, timeout: float = 3600) -> str:
+    proc = subprocess.run([str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def kube() -> Kube:
+    if os.geteuid() != 0:
+        pytest.fail("scripts/cluster/up needs root")
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", _script("scripts/cluster/up"), flags=re.MULTILINE))
+    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"]}
+    paths = dict(line.split("=", 1) for line in _script("scripts/cluster/build", "--print-paths").split())
+    node_ip = subprocess.run(["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return Kube(env=env, kubectl=str(Path(paths["K8S_BIN_DIR"]) / "kubectl"),
+                helm=_script("scripts/tools/helm").strip(), node_ip=node_ip)
+
+
+@pytest.fixture(scope="module")
+def image(kube: Kube) -> str:
+    """The server image built from this tree and imported into the cluster's containerd."""
+    ref = _script("scripts/docker/build-image", "--version", IMAGE_TAG, "--no-latest").strip().splitlines()[-1]
+    assert ref == f"modelship:{IMAGE_TAG}"
+    _script("scripts/cluster/load-image", "--docker", ref)
+    return ref
+
+
+@pytest.fixture
+def release(kube: Kube, image: str) -> Iterator[str]:
+    """A fresh namespace (= release name); uninstalled and deleted afterwards."""
+    name = f"chart-{secrets.token_hex(3)}"
+    yield name
+    kube.run("helm", "uninstall", name, "--namespace", name, "--wait", check=False, timeout=300)
+    kube.run("kubectl", "delete", "namespace", name, "--wait=true", check=False, timeout=300)
+
+
+def _install(kube: Kube, name: str, *sets: str, wait: bool = True) -> None:
+    args = ["upgrade", "--install", name, str(CHART), "--namespace", name, "--create-namespace",
+            "--set", f"image.tag={IMAGE_TAG}", *[a for s in sets for a in ("--set", s)]]
+    kube.run("helm", *args, *(["--wait", "--timeout", "5m"] if wait else []), timeout=400)
+
+
+def _helm_test(kube: Kube, name: str) -> str:
+    return kube.run("helm", "test", name, "--namespace", name, "--logs", "--timeout", "5m", timeout=400)
+
+
+def test_install_upgrade_and_helm_test(kube: Kube, release: str) -> None:
+    _install(kube, release)
+    deployment = kube.json("get", "deployment", "--namespace", release, f"{release}-modelship")
+    assert deployment["status"]["readyReplicas"] == 2
+    pods = kube.json("get", "pods", "--namespace", release, "-l", f"app.kubernetes.io/instance={release}")
+    for pod in pods["items"]:
+        (container,) = pod["spec"]["containers"]
+        assert pod["status"]["phase"] == "Running"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
+    pdb = kube.json("get", "pdb", "--namespace", release, f"{release}-modelship")
+    assert pdb["status"]["disruptionsAllowed"] >= 1
+
+    logs = _helm_test(kube, release)
+    assert "PASS POST /v1/models/linear:predict -> 200" in logs
+    assert "PASS gRPC Health/Check" in logs
+    assert "helm test: all checks passed" in logs
+
+    # A model-config change rolls the pods (checksum annotation) and the rollout completes.
+    before = {p["metadata"]["name"] for p in pods["items"]}
+    _install(kube, release, "model.versionLabels.stable=1")
+    kube.run("kubectl", "rollout", "status", "--namespace", release, f"deployment/{release}-modelship",
+             "--timeout=300s", timeout=320)
+    after = kube.json("get", "pods", "--namespace", release, "-l", f"app.kubernetes.io/instance={release}")
+    running = {p["metadata"]["name"] for p in after["items"] if not p["metadata"].get("deletionTimestamp")}
+    assert running.isdisjoint(before)
+    assert "helm test: all checks passed" in _helm_test(kube, release)
+
+
+@pytest.fixture
+def archive_url(kube: Kube, fresh_base: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The exported linear model as a .tar.gz on an HTTP server on the node address."""
+    root = tmp_path / "www"
+    root.mkdir()
+    archive = root / "linear.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(fresh_base / "linear" / "1", arcname="linear/1")
+    os.chmod(root, 0o755)
+    os.chmod(archive, 0o644)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer((kube.node_ip, 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield (f"http://{kube.node_ip}:{httpd.server_address[1]}/{archive.name}",
+               hashlib.sha256(archive.read_bytes()).hexdigest())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_url_source_fetches_verifies_and_serves(kube: Kube, release: str, archive_url: tuple[str, str]) -> None:
+    url, digest = archive_url
+    source = ["model.source.type=url", f"model.source.url.url={url}", "model.source.url.version=3",
+              "replicaCount=1"]
+    _install(kube, release, *source, f"model.source.url.sha256={digest}")
+    logs = _helm_test(kube, release)
+    assert "helm test: all checks passed" in logs
+    pod = kube.json("get", "pods", "--namespace", release, "-l", "app.kubernetes.io/name=modelship")["items"][0]
+    init_log = kube.run("kubectl", "logs", "--namespace", release, pod["metadata"]["name"], "-c", "fetch-model")
+    assert "sha256 verified" in init_log
+
+
+def test_url_source_with_a_wrong_digest_never_starts(kube: Kube, release: str,
+                                                     archive_url: tuple[str, str]) -> None:
+    url, _ = archive_url
+    _install(kube, release, "model.source.type=url", f"model.source.url.url={url}",
+             f"model.source.url.sha256={'0' * 64}", "replicaCount=1", "helmTest.enabled=false", wait=False)
+    selector = f"app.kubernetes.io/instance={release}"
+    kube.run("kubectl", "wait", "--namespace", release, "pods", "-l", selector, "--timeout=180s",
+             "--for=jsonpath={.status.initContainerStatuses[0].lastState.terminated.exitCode}=1", timeout=200)
+    pod = kube.json("get", "pods", "--namespace", release, "-l", selector)["items"][0]
+    assert pod["status"]["containerStatuses"][0]["ready"] is False
+    assert "running" not in pod["status"]["containerStatuses"][0]["state"]
+    # terminationMessagePolicy FallbackToLogsOnError: the reason is in the pod status itself.
+    terminated = pod["status"]["initContainerStatuses"][0]["lastState"]["terminated"]
+    assert "sha256 mismatch" in terminated["message"], terminated
