@@ -153,6 +153,13 @@ def cpu_seconds(pid: int) -> float:
     return total / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent not idle since boot, steal included (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def wait_for(check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], log: Path,
              what: str) -> None:
     """Poll ``check()`` until it returns True; fail early if the server died."""

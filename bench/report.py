@@ -7,6 +7,7 @@ baseline (REST), ``x ceiling`` against the bare server of the same transport.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ class Point:
     peak_rss_mib: float = 0.0
     server_cpu: float = 0.0  # cores used by the server during the point
     loadgen_cpu: float = 0.0  # cores used by the load generator
+    other_cpu: float = 0.0  # cores used by everything else on the machine (noise indicator)
     duration_s: float = 0.0
     ok: int = 0
     failure: str = ""  # the point (or its target) could not be measured
     x_seed: float | None = None
     x_ceiling: float | None = None
+    round: int = 1  # which round (for one measurement); how many rounds (for an aggregate)
+    rps_min: float = 0.0  # spread of req/s over the rounds of an aggregate
+    rps_max: float = 0.0
 
     @property
     def error_count(self) -> int:
@@ -46,20 +51,51 @@ class Point:
         return d
 
 
-def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str]) -> None:
-    """Fill ``x_seed`` and ``x_ceiling`` from points of the same run and connection count."""
-    by = {(p.target, p.connections): p for p in points if not p.failure and p.rps > 0}
+def aggregate(points: list[Point]) -> list[Point]:
+    """One point per (target, connections): medians over the rounds, errors summed, peak RSS max."""
+    groups: dict[tuple[str, int], list[Point]] = {}
     for p in points:
-        if p.failure:
+        groups.setdefault((p.target, p.connections), []).append(p)
+    out = []
+    for group in groups.values():
+        good = [p for p in group if not p.failure]
+        first = group[0]
+        agg = Point(first.target, first.name, first.transport, first.connections, round=len(group))
+        if not good:
+            agg.failure = first.failure
+            out.append(agg)
             continue
-        seed = by.get((baseline_key, p.connections))
-        ceiling = by.get((ceilings.get(p.transport, ""), p.connections))
+        agg.rps, agg.p50_ms, agg.p90_ms, agg.p99_ms, agg.server_cpu, agg.loadgen_cpu, agg.other_cpu = (
+            statistics.median(getattr(p, f) for p in good)
+            for f in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu", "loadgen_cpu", "other_cpu"))
+        agg.rps_min, agg.rps_max = min(p.rps for p in good), max(p.rps for p in good)
+        agg.peak_rss_mib = max(p.peak_rss_mib for p in good)
+        agg.ok, agg.duration_s = sum(p.ok for p in good), sum(p.duration_s for p in good)
+        for p in group:
+            for kind, n in p.errors.items():
+                agg.errors[kind] = agg.errors.get(kind, 0) + n
+        if len(good) < len(group):
+            agg.failure = f"{len(group) - len(good)} of {len(group)} rounds failed: " + next(
+                p.failure for p in group if p.failure)
+            agg.errors["failed_rounds"] = len(group) - len(good)
+        out.append(agg)
+    return out
+
+
+def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str]) -> None:
+    """Fill ``x_seed`` and ``x_ceiling`` from points of the same run, round and connection count."""
+    by = {(p.target, p.connections, p.round): p for p in points if p.rps > 0}
+    for p in points:
+        if not p.rps:
+            continue
+        seed = by.get((baseline_key, p.connections, p.round))
+        ceiling = by.get((ceilings.get(p.transport, ""), p.connections, p.round))
         p.x_seed = p.rps / seed.rps if seed else None
         p.x_ceiling = p.rps / ceiling.rps if ceiling else None
 
 
 HEADERS = ("target", "transport", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB",
-           "server CPU", "x seed", "x ceiling")
+           "server CPU", "other CPU", "x seed", "x ceiling")
 
 
 def _ratio(x: float | None) -> str:
@@ -69,13 +105,16 @@ def _ratio(x: float | None) -> str:
 def rows(points: list[Point]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for p in points:
-        if p.failure:
-            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", "", "", "", ""))
+        if p.failure and not p.rps:
+            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", "", "", "", "", ""))
             continue
-        errors = f"{p.error_count} !" if p.error_count else "0"
-        out.append((p.name, p.transport, str(p.connections), f"{p.rps:,.0f}", f"{p.p50_ms:.2f}",
+        errors = f"{p.error_count} !" if p.flagged else "0"
+        rps = f"{p.rps:,.0f}"
+        if p.round > 1 and p.rps_max:
+            rps += f" ±{(p.rps_max - p.rps_min) / 2 / p.rps * 100:.0f}%"
+        out.append((p.name, p.transport, str(p.connections), rps, f"{p.p50_ms:.2f}",
                     f"{p.p99_ms:.2f}", errors, f"{p.peak_rss_mib:,.0f}", f"{p.server_cpu:.2f}",
-                    _ratio(p.x_seed), _ratio(p.x_ceiling)))
+                    f"{p.other_cpu:.2f}", _ratio(p.x_seed), _ratio(p.x_ceiling)))
     return out
 
 
@@ -108,7 +147,7 @@ class Check:
 
 def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
     """The issue's targets, evaluated on this run (informational: nothing is gated on them)."""
-    by = {(p.target, p.connections): p for p in points if not p.failure}
+    by = {(p.target, p.connections): p for p in points if p.rps > 0}
     out: list[Check] = []
 
     def get(key: str, conns: int) -> Point | None:
@@ -143,22 +182,28 @@ def checks_text(items: list[Check], bullet: str = "  ") -> str:
     return "\n".join(f"{bullet}{c.text}: {mark[c.met]} ({c.detail})" for c in items)
 
 
-def write_json(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
-    data = {"meta": meta, "points": [p.as_dict() for p in points],
-            "checks": [c.__dict__ for c in items]}
+def write_json(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check],
+               measurements: list[Point]) -> None:
+    """``points``: one per target and connection count (medians when there were several rounds);
+    ``measurements``: every single measurement."""
+    data = {"meta": meta, "points": [p.as_dict() for p in points], "checks": [c.__dict__ for c in items],
+            "measurements": [p.as_dict() for p in measurements]}
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
     notes = [f"Command: `{meta['command']}`", "",
              f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
-             f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up; "
+             f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up, "
+             f"{meta['rounds']} round(s) (medians; ± is half the req/s range); "
              f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
              f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
              f"{meta['loadavg_start']} / {meta['loadavg_end']}.", "",
              "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
              "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
-             "VmHWM summed over the server's process tree; server CPU is cores used during the point. "
+             "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
+             "the point, `other CPU` cores used by everything else on the machine except the load "
+             "generator (other tenants: noise). "
              "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
              "`x ceiling` over the bare server of the same transport.", ""]
     body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
@@ -174,7 +219,7 @@ def write_plot(path: Path, points: list[Point]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    good = [p for p in points if not p.failure]
+    good = [p for p in points if p.rps > 0]
     series: dict[str, dict[int, Point]] = {}
     for p in good:
         series.setdefault(f"{p.name} ({p.transport})", {})[p.connections] = p

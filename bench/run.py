@@ -60,6 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="warm-up seconds before each point, 0 for none (default 2)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: --duration and --warmup default to 3 and 1 instead")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat the whole sequence this many times (servers restarted each round) and "
+                        "report medians: slow drift from other load on the machine averages out")
     p.add_argument("--rows", type=int, default=1, help="instances (rows) per request")
     p.add_argument("--timeout", type=float, default=5.0,
                    help="per-request timeout in seconds (timeouts count as errors)")
@@ -94,8 +97,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown target(s): {', '.join(unknown)}")
     args.target_list = [BY_KEY[k] for k in args.targets.split(",")]
     args.connection_list = [int(c) for c in args.connections.split(",")]
-    if args.duration < 1 or args.warmup < 0 or min(args.connection_list) < 1 or args.rows < 1:
-        p.error("--duration, --connections and --rows must be >= 1, --warmup >= 0")
+    if min(args.duration, args.rounds, args.rows, *args.connection_list) < 1 or args.warmup < 0:
+        p.error("--duration, --rounds, --connections and --rows must be >= 1, --warmup >= 0")
     return args
 
 
@@ -113,8 +116,10 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for cmd in (["train", "--run-dir", str(run_dir), "--no-progress"],
                 ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name]):
-        subprocess.run([sys.executable, "-m", "model", *cmd], cwd=ROOT, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "model", *cmd], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"python -m model {cmd[0]} failed:\n{done.stderr[-3000:]}")
     return base / str(args.model_name)
 
 
@@ -158,11 +163,11 @@ def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | Non
 
 
 def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Namespace,
-                   progress: Callable[[str], None]) -> list[report.Point]:
+                   progress: Callable[[str], None], round_no: int) -> list[report.Point]:
     points: list[report.Point] = []
 
     def failed(conns: int, why: str) -> report.Point:
-        return report.Point(target.key, target.name, target.transport, conns, failure=why)
+        return report.Point(target.key, target.name, target.transport, conns, failure=why, round=round_no)
 
     try:
         running = launch(target, ctx)
@@ -179,9 +184,9 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
             try:
                 if args.warmup:
                     load(running, conns, args.warmup)
-                cpu0 = procs.cpu_seconds(pid)
+                cpu0, busy0 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
                 result = load(running, conns, args.duration)
-                cpu1 = procs.cpu_seconds(pid)
+                cpu1, busy1 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 say(f"    load failed: {exc}")
                 points.append(failed(conns, f"load failed: {str(exc).splitlines()[0][:200]}"))
@@ -192,7 +197,8 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
                 p90_ms=result.p90_ms, p99_ms=result.p99_ms, errors=result.errors,
                 peak_rss_mib=procs.peak_rss_bytes(pid) / 2**20, server_cpu=(cpu1 - cpu0) / seconds,
                 loadgen_cpu=result.loadgen_cpu_s / seconds,
-                duration_s=result.duration_s, ok=result.ok)
+                other_cpu=max(0.0, (busy1 - busy0 - (cpu1 - cpu0) - result.loadgen_cpu_s) / seconds),
+                duration_s=result.duration_s, ok=result.ok, round=round_no)
             if running.proc.poll() is not None:
                 point.failure = f"server exited with {running.proc.returncode} during the point"
             points.append(point)
@@ -225,7 +231,8 @@ def environment(args: argparse.Namespace, pinning: str, rest_gen: str, grpc_gen:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{os.cpu_count()} x {cpu}, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
-        "commit": commit, "duration_s": args.duration, "warmup_s": args.warmup, "rows": args.rows,
+        "commit": commit, "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+        "rows": args.rows,
         "connections": args.connection_list, "rest_loadgen": rest_gen, "grpc_loadgen": grpc_gen,
         "pinning": pinning, "versions": versions, "loadavg_start": _loadavg(), "loadavg_end": None,
         "interrupted": False,
@@ -238,10 +245,11 @@ def _loadavg() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the gRPC stubs import TensorFlow here too
     procs.install_signal_handlers()
     server_cpus, load_cpus, pinning = procs.cpu_split(args.pin)
     wrk = wrk_load.find_wrk() if any(t.transport == REST for t in args.target_list) else ""
-    points: list[report.Point] = []
+    measured: list[report.Point] = []
     with tempfile.TemporaryDirectory(prefix="modelship-bench-") as tmp:
         work = Path(tmp)
         base_path = prepare_model(args, work)
@@ -259,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_grpc, grpc_gen = (grpc_loader(args, work, load_cpus) if any(t.transport == GRPC
                               for t in args.target_list) else (run_wrk, "—"))
         meta = environment(args, pinning, rest_gen, grpc_gen)
-        total = len(args.target_list) * len(args.connection_list)
+        total = args.rounds * len(args.target_list) * len(args.connection_list)
         per_point = args.duration + args.warmup
         say(f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir}; {pinning}")
         say(f"    REST load: {rest_gen}; gRPC load: {grpc_gen}")
@@ -273,21 +281,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"[{done[0]:>2}/{total}] {what}  (t+{elapsed:.0f}s, ~{left}s of load left)")
 
         try:
-            for target in args.target_list:
-                load = run_wrk if target.transport == REST else run_grpc
-                say(f"==> {target.key}: starting")
-                points += measure_target(target, ctx, load, args, progress)
+            for round_no in range(1, args.rounds + 1):
+                for target in args.target_list:
+                    load = run_wrk if target.transport == REST else run_grpc
+                    say(f"==> {target.key}: starting" + (f" (round {round_no})" if args.rounds > 1 else ""))
+                    measured += measure_target(target, ctx, load, args, progress, round_no)
         except KeyboardInterrupt:
             meta["interrupted"] = True
             say("interrupted: servers stopped; writing the points measured so far")
     meta["loadavg_end"] = _loadavg()
-    report.add_ratios(points, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
+    points = report.aggregate(measured)
+    for some in (measured, points):
+        report.add_ratios(some, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
     items = report.checks(points)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    report.write_json(args.out_dir / "latest.json", meta, points, items)
+    report.write_json(args.out_dir / "latest.json", meta, points, items, measured)
     report.write_markdown(args.out_dir / "latest.md", meta, points, items)
-    if args.plot and points:
-        report.write_plot(args.out_dir / "latest.png", points)
+    plotted = False
+    if args.plot and any(p.rps for p in points):
+        try:
+            report.write_plot(args.out_dir / "latest.png", points)
+            plotted = True
+        except ImportError:
+            say("plot skipped: matplotlib is not installed (pip install -e '.[plot]')")
     print()
     print(report.text_table(points))
     if items:
@@ -295,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.checks_text(items))
     print(f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "
           f"{meta['loadavg_start']} -> {meta['loadavg_end']}")
-    print(f"Results: {args.out_dir}/latest.json, latest.md" + (", latest.png" if args.plot else ""))
+    print(f"Results: {args.out_dir}/latest.json, latest.md" + (", latest.png" if plotted else ""))
     if meta["interrupted"]:
         return 130
     return 1 if any(p.failure for p in points) else 0
