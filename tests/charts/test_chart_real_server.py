@@ -177,10 +177,10 @@ def test_url_source_init_container_then_server(render: Any, fresh_base: Path, pa
         assert server.terminate() == 0, server.logs()
 
 
-def test_auth_token_file_wiring(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path) -> None:
+def test_auth_token_file_and_batching_flags(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path) -> None:
     token = "chart-test-token-not-a-secret"
     rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "auth.enabled=true",
-                            f"auth.token={token}", NO_GRPC])
+                            f"auth.token={token}", "server.batching.enabled=true", NO_GRPC])
     secret: Obj = rendered.one("Secret")
     (paths.mounts["/etc/modelship/auth"] / "token").write_bytes(base64.b64decode(secret["data"]["token"]))
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
