@@ -3,13 +3,16 @@
 One call of a SavedModel signature through TensorFlow costs ~100-200 µs for a small model; the same
 signature as a LiteRT flatbuffer costs ~3 µs. At load time each predict signature with numeric
 inputs is converted, then checked against TensorFlow on the warm-up inputs; only signatures whose
-results match (``rtol=1e-5``) use LiteRT, everything else keeps TensorFlow. A LiteRT interpreter is
-not thread-safe: the dataplane calls it from the event-loop thread only.
+results match (``rtol=1e-5``) and whose call is cheap (under ``max_call_us`` on the verification
+batch) use LiteRT, everything else keeps TensorFlow. LiteRT calls run inline on the event loop (a
+LiteRT interpreter is not thread-safe, and a thread hop costs more than the call), which is why a
+signature that computes for long stays on TensorFlow's thread pool: it must never stall the loop.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,8 @@ class LiteRuntime:
 
 
 def convert(path: Path, signatures: Mapping[str, sig.SignatureInfo],
-            samples: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> LiteRuntime:
+            samples: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
+            max_call_us: float = 200.0) -> LiteRuntime:
     """Convert the signatures that have verification ``samples`` (inputs, TF outputs)."""
     try:
         import tensorflow as tf
@@ -66,8 +70,22 @@ def convert(path: Path, signatures: Mapping[str, sig.SignatureInfo],
         if not _matches(expected, got):
             log.warning("signature %s of %s stays on TensorFlow: LiteRT results differ", name, path)
             continue
+        call_us = _median_call_us(runner, inputs)
+        if call_us > max_call_us:
+            log.info("signature %s of %s stays on TensorFlow: a LiteRT call takes %.0f µs, too long to "
+                     "run inline", name, path, call_us)
+            continue
         runners[name] = runner
     return LiteRuntime(runners)
+
+
+def _median_call_us(runner: Any, inputs: Mapping[str, np.ndarray], calls: int = 5) -> float:
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        runner(**inputs)
+        times.append((time.perf_counter() - started) * 1e6)
+    return float(np.median(times))
 
 
 def _matches(expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> bool:
