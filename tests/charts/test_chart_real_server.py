@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
-import importlib.util
 import subprocess
 import sys
 import tarfile
@@ -94,17 +93,14 @@ def paths(tmp_path: Path) -> _Paths:
     return _Paths(tmp_path / "pod")
 
 
-# The gRPC transport (service.grpc) lands with its own issue; the helm test checks gRPC health as
-# soon as the server has it. TODO(lead): make this unconditional once service/grpc is committed.
-HAS_GRPC = importlib.util.find_spec("service.grpc") is not None
-NO_GRPC = f"helmTest.grpcHealth={str(HAS_GRPC).lower()}"
+GRPC_ON = "helmTest.grpcHealth=true"
 
 
 def test_image_source_config_labels_probes_and_helm_test(render: Any, fresh_base: Path, paths: _Paths,
                                                          tmp_path: Path) -> None:
     rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "model.versionLabels.stable=1",
                             "model.versionPolicy.type=specific", "model.versionPolicy.specificVersions={1}",
-                            NO_GRPC])
+                            GRPC_ON])
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
     try:
         _probe_paths_answer(rendered, server)
@@ -114,7 +110,7 @@ def test_image_source_config_labels_probes_and_helm_test(render: Any, fresh_base
         result = _run_helm_test(rendered, server, paths)
         assert result.returncode == 0, result.stdout + result.stderr + server.logs()
         assert "PASS POST /v1/models/linear:predict -> 200" in result.stdout
-        assert ("PASS gRPC Health/Check" in result.stdout) == HAS_GRPC, result.stdout
+        assert "PASS gRPC Health/Check" in result.stdout, result.stdout
         assert "helm test: all checks passed" in result.stdout
     finally:
         assert server.terminate() == 0, server.logs()
@@ -152,7 +148,7 @@ def test_url_source_init_container_then_server(render: Any, fresh_base: Path, pa
 
     def init_for(sha256: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
         rendered = render(set_=["model.source.type=url", f"model.source.url.url={url}/{archive.name}",
-                                f"model.source.url.sha256={sha256}", "model.source.url.version=7", NO_GRPC])
+                                f"model.source.url.sha256={sha256}", "model.source.url.version=7", GRPC_ON])
         (init,) = rendered.one("Deployment")["spec"]["template"]["spec"]["initContainers"]
         cmd = [sys.executable if c == "python" else c for c in init["command"]] + [paths(a) for a in init["args"]]
         env = {e["name"]: paths(e["value"]) for e in init["env"]}
@@ -180,7 +176,7 @@ def test_url_source_init_container_then_server(render: Any, fresh_base: Path, pa
 def test_auth_token_file_and_batching_flags(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path) -> None:
     token = "chart-test-token-not-a-secret"
     rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "auth.enabled=true",
-                            f"auth.token={token}", "server.batching.enabled=true", NO_GRPC])
+                            f"auth.token={token}", "server.batching.enabled=true", GRPC_ON])
     secret: Obj = rendered.one("Secret")
     (paths.mounts["/etc/modelship/auth"] / "token").write_bytes(base64.b64decode(secret["data"]["token"]))
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
