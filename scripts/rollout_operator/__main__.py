@@ -1,0 +1,174 @@
+"""``python -m scripts.rollout_operator``: run the rollout operator for one namespace.
+
+Waits for the leader Lease, then watches ModelRollouts and reconciles them until SIGTERM, when it
+stops its workers and releases the Lease. Serves /metrics, /healthz and /readyz throughout.
+Exit status 1 means leadership was lost (the pod restarts clean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from scripts.rollout_operator.controller import Controller
+from scripts.rollout_operator.driver import Driver
+from scripts.rollout_operator.health import HealthServer
+from scripts.rollout_operator.kube import Kube, current_namespace, load_client
+from scripts.rollout_operator.leader import LeaderElector
+from scripts.rollout_operator.metrics import OperatorMetrics
+
+log = logging.getLogger("modelship.rollout")
+STALE_AFTER = 60.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m scripts.rollout_operator",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get("WATCH_NAMESPACE"),
+        help="namespace whose ModelRollouts to manage (default: $WATCH_NAMESPACE, the pod's or "
+        "the kubeconfig context's namespace)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file when running outside a cluster "
+        "(default: in-cluster credentials, else $KUBECONFIG)",
+    )
+    p.add_argument("--context", default=None, help="kubeconfig context")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="address of /metrics, /healthz and /readyz")
+    p.add_argument("--workers", type=int, default=2, help="rollouts reconciled in parallel")
+    p.add_argument("--resync-seconds", type=float, default=30.0, help="re-check every rollout this often")
+    p.add_argument(
+        "--pod-access",
+        choices=("direct", "proxy"),
+        default="direct",
+        help="reach serving pods by IP (in cluster) or through the API server's pod proxy",
+    )
+    p.add_argument(
+        "--server-token-file",
+        default=os.environ.get("MODELSHIP_ROLLOUT_SERVER_TOKEN_FILE"),
+        help="bearer token for the serving pods' model APIs when their auth is on",
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold a coordination.k8s.io Lease so only one instance acts",
+    )
+    p.add_argument("--lease-name", default="modelship-rollout-operator", help="name of the Lease")
+    p.add_argument(
+        "--lease-duration", type=float, default=15.0, help="seconds a standby waits before taking over"
+    )
+    p.add_argument("--renew-deadline", type=float, default=10.0, help="seconds the leader may fail to renew")
+    p.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease attempts")
+    p.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME"),
+        help="this instance's Lease identity (default: $POD_NAME or the host name, plus a random suffix)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "info"),
+        choices=("debug", "info", "warning", "error"),
+        help="log level",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    namespace = args.namespace or current_namespace(args.kubeconfig, args.context)
+    identity = f"{args.identity or socket.gethostname()}-{secrets.token_hex(3)}"
+    kube = Kube(load_client(args.kubeconfig, args.context))
+    token = None
+    if args.server_token_file:
+        with open(args.server_token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    metrics = OperatorMetrics()
+    driver = Driver(kube, metrics, identity, args.pod_access, token)
+    controller = Controller(kube, driver, namespace, metrics, args.workers, args.resync_seconds)
+    elector = (
+        LeaderElector(
+            kube,
+            namespace,
+            args.lease_name,
+            identity,
+            args.lease_duration,
+            args.renew_deadline,
+            args.retry_period,
+        )
+        if args.leader_elect
+        else None
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    leading = threading.Event()
+
+    def alive() -> bool:
+        beat = (
+            controller.heartbeat
+            if leading.is_set()
+            else (elector.last_activity if elector else time.monotonic())
+        )
+        return time.monotonic() - beat < STALE_AFTER
+
+    def ready() -> bool:
+        return controller.synced() if leading.is_set() else True
+
+    host, _, port = args.listen.rpartition(":")
+    health = HealthServer((host or "0.0.0.0", int(port)), metrics.render, alive, ready)
+    health.start()
+    log.info(
+        "rollout operator %s for namespace %s (metrics and probes on %s)", identity, namespace, args.listen
+    )
+    ok = True
+    try:
+        if elector is not None and not elector.acquire(stop):
+            return 0
+        leading.set()
+        controller.heartbeat = time.monotonic()
+        metrics.leader.set(1)
+        ctl_stop = threading.Event()
+        worker = threading.Thread(target=controller.run, args=(ctl_stop,), name="controller", daemon=True)
+        worker.start()
+        if elector is not None:
+            ok = elector.hold(stop)
+        else:
+            stop.wait()
+        ctl_stop.set()
+        worker.join(timeout=15)
+    finally:
+        if elector is not None:
+            elector.release()
+        metrics.leader.set(0)
+        health.stop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
