@@ -111,18 +111,35 @@ class Batcher:
                                   f"{p.max_batch_size}")
         if self._queued_rows + rows > p.max_batch_size * p.max_enqueued_batches:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
+        if not self._queue and p.batch_timeout_micros == 0 and self._running < p.num_batch_threads:
+            return await self._run_now(inputs, rows)  # idle: nothing to merge with, no queueing
         loop = asyncio.get_running_loop()
         task = _Task(inputs, rows, loop.create_future(), loop.time())
         self._queue.append(task)
         self._queued_rows += rows
         self._arrived.set()
-        if self._running < p.num_batch_threads:
+        self._start_worker()
+        # A waiter that is cancelled cancels only its own future; its batch still runs for the rest.
+        return await task.future
+
+    async def _run_now(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        self._running += 1
+        try:
+            result = await self.execute(inputs)
+        finally:
+            self._running -= 1
+            if self._queue:  # requests queued while this one ran: merge them now
+                self._start_worker()
+        if self.on_batch is not None:
+            self.on_batch(rows)
+        return result
+
+    def _start_worker(self) -> None:
+        if self._running < self.params.num_batch_threads:
             self._running += 1
-            worker = loop.create_task(self._work())
+            worker = asyncio.get_running_loop().create_task(self._work())
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
-        # shield: a client that goes away must not cancel a batch other requests share
-        return await asyncio.shield(task.future)
 
     async def _work(self) -> None:
         try:
