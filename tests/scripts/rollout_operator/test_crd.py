@@ -138,16 +138,5 @@ def test_schema_rejects(path: str, value: Any) -> None:
         jsonschema.validate(doc, closed(schema()["properties"]["spec"]))
 
 
-def test_chart_template_is_the_same_crd() -> None:
-    template = (REPO / "charts" / "modelship" / "templates" / "operator-crd.yaml").read_text()
-    body = CRD_PATH.read_text()
-    crd_lines = body[body.index("apiVersion:"):].splitlines()
-    # the chart wraps the CRD in an `if` and adds a keep policy and labels; the rest is verbatim
-    assert "helm.sh/resource-policy: keep" in template
-    rendered = [line for line in template.splitlines() if not line.lstrip().startswith(("{{", "helm.sh/", "#"))]
-    missing = [line for line in crd_lines if line not in rendered]
-    assert missing == []
-
-
 def test_status_round_trip_of_an_empty_status() -> None:
     assert Status.from_dict(None).to_dict() == Status().to_dict()
