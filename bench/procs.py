@@ -13,8 +13,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -154,10 +156,34 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs spent not idle since boot, steal included (``/proc/stat``)."""
+    """CPU seconds all processes used since boot, plus time stolen by the hypervisor (``/proc/stat``).
+
+    Interrupt and softirq time are left out: loopback TCP processing for the benchmark's own
+    traffic lands there, charged to no process, and would read as other tenants' load.
+    """
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + steal) / CLOCK_TICKS
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hold back what C++ libraries print on file descriptor 2 (TensorFlow's start-up notices);
+    replay it if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], log: Path,

@@ -133,7 +133,8 @@ def latest_version(base_path: Path) -> Path:
 def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | None) -> tuple[Load, str]:
     """The gRPC load function and its description; ghz when it can be built (unless told otherwise)."""
     request_file = work / "predict_request.bin"
-    request_file.write_bytes(tfs.predict_request(args.model_name, args.rows).SerializeToString())
+    with procs.quiet_stderr():  # the official stubs import TensorFlow, which greets on stderr
+        request_file.write_bytes(tfs.predict_request(args.model_name, args.rows).SerializeToString())
 
     def conns(c: int) -> int:
         return min(c, args.grpc_connections) if args.grpc_connections else c
@@ -187,8 +188,8 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
                 cpu0, busy0 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
                 result = load(running, conns, args.duration)
                 cpu1, busy1 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                say(f"    load failed: {exc}")
+            except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
+                say(f"    load failed: {exc!r}")
                 points.append(failed(conns, f"load failed: {str(exc).splitlines()[0][:200]}"))
                 continue
             seconds = max(result.duration_s, 1e-9)
