@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import json
 import os
 import re
 import secrets
@@ -19,38 +18,18 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.k8s import Kube
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelship"
 IMAGE_TAG = "chart-e2e"
-
-
-@dataclass(frozen=True)
-class Kube:
-    """kubectl and helm pointed at the cluster."""
-
-    env: dict[str, str]
-    kubectl: str
-    helm: str
-    node_ip: str
-
-    def run(self, tool: str, *args: str, timeout: float = 120, check: bool = True) -> str:
-        binary = self.kubectl if tool == "kubectl" else self.helm
-        proc = subprocess.run([binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run("kubectl", *args, "-o", "json"))
 
 
 def _script(*cmd: str, timeout: float = 3600) -> str:

@@ -1,0 +1,123 @@
+"""Fixtures of the end-to-end suite: the cluster from KUBECONFIG, releases in fresh namespaces,
+and an in-cluster load client.
+
+Cluster-agnostic: kubectl uses whatever KUBECONFIG points at (scripts/cluster/up here,
+scripts/kind-up or helm/kind-action in GitHub Actions). Settings, all optional:
+
+- MODELSHIP_IMAGE    the server image, already loaded into the cluster (default modelship:0.1.0)
+- MODELSHIP_HELM     helm binary (default: the pinned build printed by scripts/tools/helm)
+- MODELSHIP_KUBECTL  kubectl binary (default: kubectl on PATH)
+
+Every test works in its own namespace ``it-<purpose>-<random>``, deleted afterwards; when a test
+fails, the namespace's objects, pod descriptions, logs and events are printed first. Lines
+passed to ``report`` are printed in pytest's terminal summary (and so appear in CI logs).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.release import REPO, LoadClient, Release
+from tests.k8s import Kube, diagnostics
+
+DEFAULT_IMAGE = "modelship:0.1.0"
+REPORT: list[str] = []
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if rep.failed:
+        item.stash[_FAILED] = True
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("integration report")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``report(line)``: keep ``line`` for the terminal summary (prefixed with the test name)."""
+
+    def add(line: str) -> None:
+        REPORT.append(f"[{request.node.name}] {line}")
+        print(line)
+
+    return add
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    """kubectl/helm for the cluster KUBECONFIG points at; fails (never skips) without one."""
+    env = dict(os.environ)
+    kubeconfig = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if not all(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
+        pytest.fail(f"no kubeconfig at {kubeconfig}: run `eval \"$(scripts/cluster/up)\"` or scripts/kind-up")
+    env["KUBECONFIG"] = kubeconfig
+    kubectl = env.get("MODELSHIP_KUBECTL") or shutil.which("kubectl", path=env.get("PATH"))
+    if not kubectl:
+        pytest.fail("kubectl not found: put it on PATH or set MODELSHIP_KUBECTL")
+    helm = env.get("MODELSHIP_HELM")
+    if not helm:
+        proc = subprocess.run([str(REPO / "scripts" / "tools" / "helm")], capture_output=True, text=True,
+                              timeout=1800, check=False)
+        if proc.returncode != 0:
+            pytest.fail(f"scripts/tools/helm failed:\n{proc.stderr[-3000:]}")
+        helm = proc.stdout.strip().splitlines()[-1]
+    k = Kube(env=env, kubectl=kubectl, helm=helm)
+    nodes = k.json("get", "nodes")["items"]
+    ready = [n["metadata"]["name"] for n in nodes
+             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+    assert ready, f"no Ready node in the cluster at {kubeconfig}"
+    return k
+
+
+@pytest.fixture(scope="session")
+def image() -> tuple[str, str]:
+    """(repository, tag) of MODELSHIP_IMAGE."""
+    ref = os.environ.get("MODELSHIP_IMAGE") or DEFAULT_IMAGE
+    repository, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        pytest.fail(f"MODELSHIP_IMAGE must be repository:tag, got {ref!r}")
+    return repository, tag
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace ``it-<test>-<hex>``; diagnostics printed on failure; deleted afterwards."""
+    purpose = request.node.name.removeprefix("test_").replace("_", "-")[:30].strip("-")
+    name = f"it-{purpose}-{secrets.token_hex(2)}"
+    kube.run("kubectl", "create", "namespace", name)
+    kube.run("kubectl", "label", "namespace", name, "modelship.test/suite=integration")
+    try:
+        yield name
+    finally:
+        if request.node.stash.get(_FAILED, False):
+            print(diagnostics(kube, name))
+        kube.run("kubectl", "delete", "namespace", name, "--wait=true", "--timeout=180s", check=False, timeout=200)
+
+
+@pytest.fixture
+def release(kube: Kube, namespace: str, image: tuple[str, str]) -> Release:
+    """An (not yet installed) release in a fresh namespace."""
+    return Release(kube=kube, namespace=namespace, image=image)
+
+
+@pytest.fixture
+def load_client(kube: Kube, namespace: str, image: tuple[str, str]) -> LoadClient:
+    return LoadClient(kube, namespace, image)
+
+

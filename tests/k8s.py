@@ -1,0 +1,153 @@
+"""kubectl and helm against a real cluster, for the cluster-marked and integration tests.
+
+``Kube`` runs the two tools with one KUBECONFIG; ``port_forward`` and ``api_proxy`` wrap
+``kubectl port-forward`` / ``kubectl proxy`` on 127.0.0.1 with random local ports;
+``wait_for`` polls with a deadline; ``diagnostics`` gathers what to print when a test fails.
+Nothing here knows which cluster it talks to (the source-built one, kind, anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kube:
+    """kubectl and helm pointed at one cluster (``env`` carries its KUBECONFIG)."""
+
+    env: dict[str, str]
+    kubectl: str
+    helm: str
+    node_ip: str = ""
+
+    def run(self, tool: str, *args: str, timeout: float = 120, check: bool = True) -> str:
+        """Run ``kubectl`` or ``helm`` with ``args``; return stdout, raise on failure if ``check``."""
+        binary = self.kubectl if tool == "kubectl" else self.helm
+        proc = subprocess.run([binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def json(self, *args: str) -> Any:
+        """``kubectl <args> -o json``, decoded."""
+        return json.loads(self.run("kubectl", *args, "-o", "json"))
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """A long-running kubectl (port-forward, proxy) with line-buffered text stdout."""
+        return subprocess.Popen([self.kubectl, *args], env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
+    """Call ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, subprocess.SubprocessError, OSError) as err:
+            last = err
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
+        time.sleep(interval)
+
+
+def _lines_until(proc: subprocess.Popen[str], pattern: re.Pattern[str], count: int, timeout: float,
+                 what: str) -> tuple[list[re.Match[str]], threading.Thread]:
+    """Read ``proc``'s output until ``count`` lines match ``pattern``; a thread keeps draining it."""
+    found: list[re.Match[str]] = []
+    seen: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if len(seen) < 200:
+                seen.append(line.rstrip())
+            match = pattern.search(line)
+            if match and len(found) < count:
+                found.append(match)
+                if len(found) == count:
+                    done.set()
+        done.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    if not done.wait(timeout) or len(found) < count:
+        _stop(proc, thread)
+        raise AssertionError(f"{what} did not start in {timeout:.0f}s:\n" + "\n".join(seen))
+    return found, thread
+
+
+def _stop(proc: subprocess.Popen[str], reader: threading.Thread | None) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    if reader is not None:
+        reader.join(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextmanager
+def port_forward(kube: Kube, namespace: str, target: str, *ports: int,
+                 timeout: float = 60) -> Iterator[dict[int, int]]:
+    """``kubectl port-forward target :port...`` on 127.0.0.1; yields {remote port: local port}.
+
+    Forwarding to a Service picks ONE of its pods for the life of the forward.
+    """
+    proc = kube.popen("port-forward", "--namespace", namespace, "--address", "127.0.0.1", target,
+                      *[f":{p}" for p in ports])
+    pattern = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
+    matches, reader = _lines_until(proc, pattern, len(ports), timeout, f"kubectl port-forward {target}")
+    try:
+        yield {int(m.group(2)): int(m.group(1)) for m in matches}
+    finally:
+        _stop(proc, reader)
+
+
+@contextmanager
+def api_proxy(kube: Kube, timeout: float = 30) -> Iterator[str]:
+    """``kubectl proxy`` on a random 127.0.0.1 port; yields its base URL (plain HTTP to the API)."""
+    proc = kube.popen("proxy", "--address", "127.0.0.1", "--port", "0")
+    (match,), reader = _lines_until(proc, re.compile(r"Starting to serve on 127\.0\.0\.1:(\d+)"), 1, timeout,
+                                    "kubectl proxy")
+    try:
+        yield f"http://127.0.0.1:{match.group(1)}"
+    finally:
+        _stop(proc, reader)
+
+
+def diagnostics(kube: Kube, namespace: str) -> str:
+    """Objects, pod descriptions, container logs and events of ``namespace``, for a failure report."""
+    sections = [
+        ("objects", ["get", "all,pdb,hpa,configmap,endpointslices", "-o", "wide", "--namespace", namespace]),
+        ("pods", ["describe", "pods", "--namespace", namespace]),
+        ("logs", ["logs", "--namespace", namespace, "--all-containers", "--prefix", "--tail=80",
+                  "--selector", "app.kubernetes.io/name"]),
+        ("events", ["get", "events", "--namespace", namespace, "--sort-by=.lastTimestamp"]),
+    ]
+    out = []
+    for title, args in sections:
+        try:
+            text = kube.run("kubectl", *args, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            text = "(timed out)"
+        out.append(f"----- {title} ({namespace})\n{text[-6000:]}")
+    return "\n".join(out)
