@@ -28,6 +28,7 @@ class Point:
     server_cpu: float = 0.0  # cores used by the server during the point
     loadgen_cpu: float = 0.0  # cores used by the load generator
     other_cpu: float = 0.0  # cores used by everything else on the machine (noise indicator)
+    mean_batch: float = 0.0  # rows per model call during the point (Modelship with batching on)
     duration_s: float = 0.0
     ok: int = 0
     failure: str = ""  # the point (or its target) could not be measured
@@ -65,9 +66,11 @@ def aggregate(points: list[Point]) -> list[Point]:
             agg.failure = first.failure
             out.append(agg)
             continue
-        agg.rps, agg.p50_ms, agg.p90_ms, agg.p99_ms, agg.server_cpu, agg.loadgen_cpu, agg.other_cpu = (
+        (agg.rps, agg.p50_ms, agg.p90_ms, agg.p99_ms, agg.server_cpu, agg.loadgen_cpu, agg.other_cpu,
+         agg.mean_batch) = (
             statistics.median(getattr(p, f) for p in good)
-            for f in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu", "loadgen_cpu", "other_cpu"))
+            for f in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu", "loadgen_cpu", "other_cpu",
+                      "mean_batch"))
         agg.rps_min, agg.rps_max = min(p.rps for p in good), max(p.rps for p in good)
         agg.peak_rss_mib = max(p.peak_rss_mib for p in good)
         agg.ok, agg.duration_s = sum(p.ok for p in good), sum(p.duration_s for p in good)
@@ -95,7 +98,7 @@ def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str])
 
 
 HEADERS = ("target", "transport", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB",
-           "server CPU", "other CPU", "x seed", "x ceiling")
+           "server CPU", "other CPU", "batch", "x seed", "x ceiling")
 
 
 def _ratio(x: float | None) -> str:
@@ -106,7 +109,8 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for p in points:
         if p.failure and not p.rps:
-            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", "", "", "", "", ""))
+            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!",
+                        *[""] * (len(HEADERS) - 7)))
             continue
         errors = f"{p.error_count} !" if p.flagged else "0"
         rps = f"{p.rps:,.0f}"
@@ -114,7 +118,8 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
             rps += f" ±{(p.rps_max - p.rps_min) / 2 / p.rps * 100:.0f}%"
         out.append((p.name, p.transport, str(p.connections), rps, f"{p.p50_ms:.2f}",
                     f"{p.p99_ms:.2f}", errors, f"{p.peak_rss_mib:,.0f}", f"{p.server_cpu:.2f}",
-                    f"{p.other_cpu:.2f}", _ratio(p.x_seed), _ratio(p.x_ceiling)))
+                    f"{p.other_cpu:.2f}", f"{p.mean_batch:.1f}" if p.mean_batch else "—",
+                    _ratio(p.x_seed), _ratio(p.x_ceiling)))
     return out
 
 
@@ -203,10 +208,14 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
              "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
              "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
              "the point, `other CPU` cores used by everything else on the machine except the load "
-             "generator (other tenants: noise). "
+             "generator (other tenants: noise). `batch` is the mean rows per model call from the "
+             "server's batch-size histogram, where it has one. "
              "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
              "`x ceiling` over the bare server of the same transport.", ""]
     body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
+    failures = [f"- {p.name} ({p.transport}) c={p.connections}: {p.failure}" for p in points if p.failure]
+    if failures:
+        body += "\nFailures:\n\n" + "\n".join(failures) + "\n"
     if items:
         body += "\nTargets of issue 3 in this run:\n\n" + checks_text(items, "- ") + "\n"
     path.write_text(body)

@@ -163,6 +163,12 @@ def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | Non
     return run_py, f"Python grpc.aio client, {args.python_client_procs} processes (closed loop, {conn_note})"
 
 
+def _gist(exc: BaseException) -> str:
+    """First line of an error and, for a server's log tail, its last line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [repr(exc)]
+    return (lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")[:300]
+
+
 def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Namespace,
                    progress: Callable[[str], None], round_no: int) -> list[report.Point]:
     points: list[report.Point] = []
@@ -174,7 +180,7 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
         running = launch(target, ctx)
     except (RuntimeError, TimeoutError) as exc:
         say(f"  {target.key}: could not start: {exc}")
-        return [failed(c, f"could not start: {str(exc).splitlines()[0]}") for c in args.connection_list]
+        return [failed(c, f"could not start: {_gist(exc)}") for c in args.connection_list]
     try:
         pid = running.proc.pid
         for conns in args.connection_list:
@@ -185,12 +191,14 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
             try:
                 if args.warmup:
                     load(running, conns, args.warmup)
+                batches0 = running.batches()
                 cpu0, busy0 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
                 result = load(running, conns, args.duration)
                 cpu1, busy1 = procs.cpu_seconds(pid), procs.machine_busy_seconds()
+                batches1 = running.batches()
             except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
                 say(f"    load failed: {exc!r}")
-                points.append(failed(conns, f"load failed: {str(exc).splitlines()[0][:200]}"))
+                points.append(failed(conns, f"load failed: {_gist(exc)}"))
                 continue
             seconds = max(result.duration_s, 1e-9)
             point = report.Point(
@@ -200,12 +208,15 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
                 loadgen_cpu=result.loadgen_cpu_s / seconds,
                 other_cpu=max(0.0, (busy1 - busy0 - (cpu1 - cpu0) - result.loadgen_cpu_s) / seconds),
                 duration_s=result.duration_s, ok=result.ok, round=round_no)
+            if batches0 and batches1 and batches1[1] > batches0[1]:
+                point.mean_batch = (batches1[0] - batches0[0]) / (batches1[1] - batches0[1])
             if running.proc.poll() is not None:
                 point.failure = f"server exited with {running.proc.returncode} during the point"
             points.append(point)
             flag = f"  ERRORS {point.errors}" if point.error_count else ""
             say(f"    {point.rps:>9,.0f} req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  "
-                f"server {point.server_cpu:.2f} / load {point.loadgen_cpu:.2f} cores{flag}")
+                f"server {point.server_cpu:.2f} / load {point.loadgen_cpu:.2f} cores"
+                + (f"  mean batch {point.mean_batch:.1f}" if point.mean_batch else "") + flag)
     finally:
         procs.stop(running.proc)
     return points
@@ -307,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("plot skipped: matplotlib is not installed (pip install -e '.[plot]')")
     print()
     print(report.text_table(points))
+    for p in points:
+        if p.failure:
+            print(f"! {p.name} ({p.transport}) c={p.connections}: {p.failure}")
     if items:
         print("\nTargets of issue 3 (informational, never gated):")
         print(report.checks_text(items))

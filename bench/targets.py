@@ -17,6 +17,7 @@ from bench.load import tfs
 
 ROOT = Path(__file__).resolve().parent.parent
 REST, GRPC = "REST", "gRPC"
+BATCH_METRIC = "modelship_batch_size"  # histogram of rows per model call, when batching is on
 DEFAULT_BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
                     "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }\n")
 
@@ -72,6 +73,25 @@ class Running:
     log: Path
     url: str = ""  # REST predict URL
     address: str = ""  # gRPC host:port
+    metrics_url: str = ""  # Prometheus endpoint (Modelship only)
+
+    def batches(self) -> tuple[float, float] | None:
+        """(requests, batches) the server's batch-size histogram has counted, when it has one."""
+        if not self.metrics_url:
+            return None
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in (f"{BATCH_METRIC}_sum", f"{BATCH_METRIC}_count"):
+                values[name] = float(value)
+        if len(values) < 2:
+            return None
+        return values[f"{BATCH_METRIC}_sum"], values[f"{BATCH_METRIC}_count"]
 
 
 def free_port() -> int:
@@ -117,6 +137,8 @@ def launch(target: Target, ctx: Context) -> Running:
     log = ctx.work / f"{target.key}.log"
     proc = procs.start(command(target, ctx, rest_port, grpc_port), log, server_env(), ROOT, ctx.cpus)
     running = Running(target, proc, log)
+    if target.kind == "modelship":
+        running.metrics_url = f"http://127.0.0.1:{rest_port}/metrics"
     try:
         if target.transport == REST:
             running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
