@@ -93,8 +93,9 @@ def env() -> Env:
 
 @pytest.fixture(scope="module")
 def images(env: Env) -> str:
-    """Server and operator images built from this tree and imported into the cluster."""
-    server = _script("scripts/docker/build-image", "--version", TAG, "--no-latest").strip().splitlines()[-1]
+    """Server image ($MODELSHIP_IMAGE, else built from this tree) and operator image (built), imported."""
+    server = os.environ.get("MODELSHIP_IMAGE") or _script(
+        "scripts/docker/build-image", "--version", TAG, "--no-latest").strip().splitlines()[-1]
     operator = _script("scripts/rollout_operator/build-image", "--version", TAG).strip().splitlines()[-1]
     _script("scripts/cluster/load-image", "--docker", server, "--docker", operator)
     return server
@@ -284,9 +285,11 @@ class Capacity:
 @pytest.fixture
 def release(env: Env, images: str) -> Iterator[Release]:
     ns = f"rollout-{secrets.token_hex(3)}"
-    r = Release(env, ns, [f"image.tag={TAG}", "operator.enabled=true", "operator.installCRD=false",
-                          f"operator.image.tag={TAG}", "operator.logLevel=debug", f"replicaCount={REPLICAS}",
-                          "resources.requests.cpu=100m", "resources.requests.memory=300Mi"])
+    repository, tag = images.rsplit(":", 1)
+    r = Release(env, ns, [f"image.repository={repository}", f"image.tag={tag}", "operator.enabled=true",
+                          "operator.installCRD=false", f"operator.image.tag={TAG}", "operator.logLevel=debug",
+                          f"replicaCount={REPLICAS}", "resources.requests.cpu=100m",
+                          "resources.requests.memory=300Mi"])
     r.helm_upgrade()
     yield r
     env.run("kubectl", "delete", "modelrollouts", "--all", "-n", ns, "--wait=false", check=False)
