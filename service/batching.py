@@ -111,8 +111,9 @@ class Batcher:
                                   f"{p.max_batch_size}")
         if self._queued_rows + rows > p.max_batch_size * p.max_enqueued_batches:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
-        if not self._queue and p.batch_timeout_micros == 0 and self._running < p.num_batch_threads:
-            return await self._run_now(inputs, rows)  # idle: nothing to merge with, no queueing
+        # No shortcut for an idle queue: the worker starts on the next loop iteration, after every
+        # request already read in this one has queued too, so even a model that answers inline (and
+        # never yields) sees them merged. With batch_timeout_micros 0 that is the only wait.
         loop = asyncio.get_running_loop()
         task = _Task(inputs, rows, loop.create_future(), loop.time())
         self._queue.append(task)
@@ -121,18 +122,6 @@ class Batcher:
         self._start_worker()
         # A waiter that is cancelled cancels only its own future; its batch still runs for the rest.
         return await task.future
-
-    async def _run_now(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-        self._running += 1
-        try:
-            result = await self.execute(inputs)
-        finally:
-            self._running -= 1
-            if self._queue:  # requests queued while this one ran: merge them now
-                self._start_worker()
-        if self.on_batch is not None:
-            self.on_batch(rows)
-        return result
 
     def _start_worker(self) -> None:
         if self._running < self.params.num_batch_threads:
