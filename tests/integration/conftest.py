@@ -95,19 +95,31 @@ def image() -> tuple[str, str]:
     return repository, tag
 
 
+@pytest.fixture(scope="session")
+def _namespaces(kube: Kube) -> Iterator[list[str]]:
+    """Namespaces this session made; at the end, wait until every one of them is gone."""
+    made: list[str] = []
+    yield made
+    if made:
+        kube.run("kubectl", "wait", "--for=delete", "--timeout=300s", *[f"namespace/{n}" for n in made],
+                 check=False, timeout=320)
+
+
 @pytest.fixture
-def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace ``it-<test>-<hex>``; diagnostics printed on failure; deleted afterwards."""
+def namespace(kube: Kube, request: pytest.FixtureRequest, _namespaces: list[str]) -> Iterator[str]:
+    """A fresh namespace ``it-<test>-<hex>``; diagnostics printed on failure; deleted afterwards
+    (in the background: the session waits for all of them at its end)."""
     purpose = request.node.name.removeprefix("test_").replace("_", "-")[:30].strip("-")
     name = f"it-{purpose}-{secrets.token_hex(2)}"
     kube.run("kubectl", "create", "namespace", name)
+    _namespaces.append(name)
     kube.run("kubectl", "label", "namespace", name, "modelship.test/suite=integration")
     try:
         yield name
     finally:
         if request.node.stash.get(_FAILED, False):
             print(diagnostics(kube, name))
-        kube.run("kubectl", "delete", "namespace", name, "--wait=true", "--timeout=180s", check=False, timeout=200)
+        kube.run("kubectl", "delete", "namespace", name, "--wait=false", check=False, timeout=60)
 
 
 @pytest.fixture
