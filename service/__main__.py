@@ -17,6 +17,9 @@ def main() -> int:
     try:
         settings = parse_settings()
         settings.models()
+        from service.grpc.server import parse_channel_arguments
+
+        parse_channel_arguments(settings.grpc_channel_arguments)
         if settings.enable_batching:
             from service.batching import BatchingParameters
 

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model_config_file", "model_config_file_poll_wait_seconds",
                    "file_system_poll_wait_seconds", "version_settle_seconds", "verify_manifest",
                    "enable_model_warmup", "enable_batching", "batching_parameters_file",
-                   "auth_token_file", "max_request_bytes", "grpc_max_message_bytes",
+                   "auth_token_file", "max_request_bytes", "grpc_max_message_bytes", "grpc_channel_arguments",
                    "enable_serialization_as_tensor_content", "rest_api_enable_cors_support",
                    "shutdown_timeout_seconds", "shutdown_delay_seconds",
                    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",

@@ -98,7 +98,7 @@ class ModelServer:
     def build_grpc(self) -> GrpcServer:
         s = self.settings
         return GrpcServer(self.dataplane, self.metrics, self.auth, s.host, s.port, s.grpc_max_message_bytes,
-                          s.enable_serialization_as_tensor_content)
+                          s.enable_serialization_as_tensor_content, s.grpc_channel_arguments)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
                                    "(after gunzip); larger gets 413.")
     grpc_max_message_bytes: int = Field(2**31 - 1, gt=0, description="Largest gRPC message sent or "
                                         "received (TF Serving: INT32_MAX).")
+    grpc_channel_arguments: str = Field("", description="Extra gRPC server channel arguments as "
+                                        "comma-separated key=value pairs (TF Serving's flag), e.g. "
+                                        "grpc.max_connection_age_ms=3000.")
     enable_serialization_as_tensor_content: bool = Field(
         False, description="Encode gRPC outputs as tensor_content instead of typed fields.")
     rest_api_enable_cors_support: bool = Field(False, description="Send permissive CORS headers "

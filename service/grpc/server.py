@@ -15,20 +15,36 @@ from tensorflow_serving.apis.prediction_service_pb2 import DESCRIPTOR as PREDICT
 
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
+from service.errors import InvalidArgument
 from service.grpc.servicer import ModelService, PredictionService
 from service.metrics import Metrics
 
 SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
 
 
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """TF Serving's ``--grpc_channel_arguments``: ``key=value,key=value``; integers stay integers."""
+    out: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgument(f"grpc_channel_arguments: expected key=value, got {item!r}")
+        value = value.strip()
+        out.append((key.strip(), int(value) if value.lstrip("-").isdigit() else value))
+    return out
+
+
 class GrpcServer:
     """The gRPC side of the model server; health follows the dataplane's readiness."""
 
     def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, host: str, port: int,
-                 max_message_bytes: int, tensor_content: bool = False) -> None:
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
+                 max_message_bytes: int, tensor_content: bool = False, channel_arguments: str = "") -> None:
+        options: list[tuple[str, int | str]] = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            *parse_channel_arguments(channel_arguments),
+        ]
         self.server = grpc.aio.server(options=options)
         self.dataplane = dataplane
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

@@ -78,3 +78,13 @@ def test_every_flag_has_help() -> None:
     for action in build_parser()._actions:
         if action.help != "==SUPPRESS==":
             assert action.help, action.option_strings
+
+
+def test_grpc_channel_arguments_parse_like_tf_serving() -> None:
+    from service.grpc.server import parse_channel_arguments
+
+    assert parse_channel_arguments("grpc.max_connection_age_ms=3000, grpc.lb_policy_name=round_robin") == [
+        ("grpc.max_connection_age_ms", 3000), ("grpc.lb_policy_name", "round_robin")]
+    assert parse_channel_arguments("") == []
+    with pytest.raises(InvalidArgument, match="expected key=value"):
+        parse_channel_arguments("grpc.max_connection_age_ms")
