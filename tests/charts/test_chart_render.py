@@ -208,7 +208,11 @@ def test_labels_and_selectors(rendered: Any) -> None:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["helm.sh/chart"] == "modelship-0.1.0"
-        assert selector.items() <= labels.items()
+        if obj["kind"] == "Pod":  # the helm test pod: the Service and PDB must not select it
+            assert not selector.items() <= labels.items()
+            assert labels["app.kubernetes.io/component"] == "test"
+        else:
+            assert selector.items() <= labels.items()
 
 
 def test_service_ports_and_app_protocols(rendered: Any) -> None:
