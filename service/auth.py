@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 
 from service.errors import Unauthenticated
 
@@ -13,15 +12,6 @@ class TokenAuth:
 
     def __init__(self, token: str | None) -> None:
         self._token = token.encode() if token else None
-
-    @classmethod
-    def from_sources(cls, token: str | None, token_file: Path | None) -> TokenAuth:
-        if token_file is not None:
-            text = token_file.read_text().strip()
-            if not text:
-                raise ValueError(f"auth token file {token_file} is empty")
-            return cls(text)
-        return cls(token or None)
 
     @property
     def enabled(self) -> bool:

@@ -82,8 +82,8 @@ class V1Handler:
     async def _preflight(self, scope: Scope, send: Send) -> None:
         origin = header(scope, b"origin") or b""
         if not re.match(rb"https?://", origin):
-            raise_body = jsonio.dumps({"error": "Origin header is missing in CORS preflight"})
-            await respond(send, 400, raise_body, self.headers)
+            body = jsonio.dumps({"error": "Origin header is missing in CORS preflight"})
+            await respond(send, 400, body, self.headers)
             return
         await respond(send, 200, b"", self.headers)
 
