@@ -17,6 +17,7 @@ def main() -> int:
     try:
         settings = parse_settings()
         settings.models()
+        settings.auth_token_value()
         from service.grpc.server import parse_channel_arguments
 
         parse_channel_arguments(settings.grpc_channel_arguments)
@@ -24,7 +25,7 @@ def main() -> int:
             from service.batching import BatchingParameters
 
             BatchingParameters.load(settings.batching_parameters_file, 1)
-    except (ValidationError, ServingError, OSError) as exc:
+    except (ValidationError, ServingError, OSError, ValueError) as exc:
         print(f"error: invalid configuration: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     run(settings)

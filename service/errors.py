@@ -106,3 +106,12 @@ class PayloadTooLarge(ResourceExhausted):
     @property
     def http_status(self) -> int:
         return 413
+
+
+class MemoryExhausted(ResourceExhausted):
+    """The in-flight memory budget is full right now: HTTP 503 (retry), gRPC RESOURCE_EXHAUSTED."""
+
+    @property
+    def http_status(self) -> int:
+        return 503
+

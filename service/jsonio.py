@@ -3,12 +3,19 @@
 TF Serving parses with RapidJSON's ``kParseNanAndInfFlag`` and writes non-finite floats as the bare
 tokens ``NaN``, ``Infinity`` and ``-Infinity``; orjson rejects those on input and writes ``null``.
 So parsing falls back to the stdlib parser when orjson fails, and encoding falls back when an
-output holds a non-finite value.
+output holds a non-finite value. A number too big for a double (``1e400``) is a parse error, as in
+RapidJSON, not Infinity.
+
+Memory: :func:`parse_cost` bounds what parsing a body (and decoding its tensors) may allocate, so
+the request can reserve it first (see :mod:`service.memory`). orjson builds a DOM before Python
+objects (~120-160 bytes per value at peak); the stdlib parser peaks at about a third of that, so
+bodies over ``STDLIB_ABOVE`` bytes are parsed by the stdlib parser.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -17,18 +24,49 @@ import orjson
 from service.errors import InvalidArgument
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
+SMALL = 4096
+STDLIB_ABOVE = 1 << 20
+# Peak bytes per structural character, measured with tracemalloc over hostile shapes (empty lists
+# and objects, one-character strings, big integers, deep nesting) plus the decoded arrays and the
+# runtime's copy of them (tests/service/test_jsonio.py checks the bound holds).
+_ORJSON_COST = {b",": 200, b"[": 200, b"{": 200, b":": 64, b'"': 64}
+_STDLIB_COST = {b",": 80, b"[": 112, b"{": 112, b":": 48, b'"': 48}
+
+
+def parse_cost(body: bytes) -> int:
+    """An upper bound of the bytes that parsing ``body`` and decoding its tensors allocate."""
+    n = len(body)
+    if n <= SMALL:
+        return 200 * n + 1024
+    costs = _ORJSON_COST if n <= STDLIB_ABOVE else _STDLIB_COST
+    return 4 * n + 1024 + sum(weight * body.count(char) for char, weight in costs.items())
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise _TooBig(text)
+    return value
+
+
+class _TooBig(ValueError):
+    pass
 
 
 def loads(body: bytes) -> Any:
     """Parse ``body``; raise :class:`InvalidArgument` with TF Serving's wording on failure."""
     if not body.strip():
         raise InvalidArgument("JSON Parse error: The document is empty")
+    if len(body) <= STDLIB_ABOVE:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
+        return json.loads(body, parse_float=_finite_float)
+    except _TooBig as exc:
+        message = f"JSON Parse error: Number too big to be stored in double: {exc}"[:200]
+        raise InvalidArgument(message) from None
     except (ValueError, RecursionError) as exc:
         position = getattr(exc, "pos", None)
         where = f" at offset: {position}" if position is not None else ""

@@ -5,6 +5,9 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 * ``modelship_requests_total{model,version,api,code,transport}``
 * ``modelship_request_duration_seconds{model,version,api,transport}`` (histogram)
 * ``modelship_model_version_state{model,version,state}`` (1 for the current state, else 0)
+* ``modelship_internal_errors_total{transport}``: requests that hit an unexpected server error
+* ``modelship_memory_budget_bytes``, ``modelship_memory_in_use_bytes`` and
+  ``modelship_memory_refusals_total{reason}``: the in-flight memory budget (``service.memory``)
 * ``:tensorflow:serving:request_count{model_name,status}`` and
   ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` (microseconds), as TF Serving
   names them, so existing dashboards keep working.
@@ -28,6 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from service.errors import Code
+from service.memory import MemoryBudget
 from service.repository import State
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -54,6 +58,17 @@ class Metrics:
         self.batch_size = Histogram("modelship_batch_size", "Rows per model call with batching on",
                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
                                     registry=self.registry)
+        self.internal_errors = Counter("modelship_internal_errors",
+                                       "Requests that failed on an unexpected server error, by transport",
+                                       ["transport"], registry=self.registry)
+        self.memory_refusals = Counter("modelship_memory_refusals",
+                                       "Requests refused by the in-flight memory budget (busy: retry "
+                                       "later; too_large: can never fit)", ["reason"],
+                                       registry=self.registry)
+        self.memory_budget = Gauge("modelship_memory_budget_bytes",
+                                   "Bytes in-flight requests may hold at once", registry=self.registry)
+        self.memory_in_use = Gauge("modelship_memory_in_use_bytes",
+                                   "Bytes in-flight requests hold now", registry=self.registry)
         self._tf_counts: dict[tuple[str, str], float] = {}
         self._children: dict[tuple[str, str, str, Code, str], tuple[Any, Any, Any, tuple[str, str]]] = {}
         self.registry.register(_TFRequestCount(self._tf_counts))
@@ -78,6 +93,14 @@ class Metrics:
         latency.observe(seconds)
         tf_latency.observe(seconds * 1e6)
         self._tf_counts[tf_key] = self._tf_counts.get(tf_key, 0.0) + 1.0
+
+    def watch_memory(self, budget: MemoryBudget) -> None:
+        """Export ``budget``'s limit and use; count its refusals."""
+        self.memory_budget.set(budget.limit)
+        self.memory_in_use.set_function(lambda: budget.in_use)
+
+    def memory_refused(self, reason: str) -> None:
+        self.memory_refusals.labels(reason).inc()
 
     def model_state(self, model: str, version: int, state: State) -> None:
         for candidate in (State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END):

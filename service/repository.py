@@ -11,7 +11,9 @@ It behaves like TF Serving's file-system source plus ``AvailabilityPreservingPol
 * a version directory must stay unchanged for ``settle_seconds`` before it is loaded, so a copy
   in progress is never loaded half-written.
 
-Loads run on one background thread; request threads only read immutable snapshots.
+Loads run on one background thread; request threads only read immutable snapshots. The polling
+thread also applies reconfigurations (between two polls), so a reconfiguration can never replace a
+model's record while a version is being loaded into it.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class ModelRepository:
         self._listener = listener
         self._fast_runtime = fast_runtime
         self._lock = threading.Lock()
+        self._pending: list[ModelConfig] | None = None  # a reconfiguration for the polling thread
+        self._waiters: list[threading.Event] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,9 +120,25 @@ class ModelRepository:
                 self._wake.wait(interval)
             self._wake.clear()
 
-    def reconfigure(self, configs: list[ModelConfig]) -> None:
-        """Replace the served models (TF Serving's full-replacement semantics)."""
+    def reconfigure(self, configs: list[ModelConfig]) -> threading.Event:
+        """Replace the served models (TF Serving's full-replacement semantics).
+
+        The polling thread applies it before its next poll and sets the returned event then; a
+        newer reconfiguration replaces one not yet applied.
+        """
+        applied = threading.Event()
         with self._lock:
+            self._pending = configs
+            self._waiters.append(applied)
+        self._wake.set()
+        return applied
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            configs, self._pending = self._pending, None
+            waiters, self._waiters = self._waiters, []
+            if configs is None:
+                return
             current = self._models
             self._models = {
                 c.name: (_Model(c, current[c.name].available, current[c.name].statuses)
@@ -129,12 +149,21 @@ class ModelRepository:
         for model in removed:
             for version in list(model.available):
                 self._set_state(model, version, State.END)
-        self._wake.set()
+        for event in waiters:
+            event.set()
+
+    def reconfiguring(self) -> bool:
+        """True while a reconfiguration waits for the polling thread."""
+        return self._pending is not None
 
     # -- polling -------------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
-        """Scan every model once, load and unload as needed; True if a version is still settling."""
+        """Apply a pending reconfiguration, then scan every model once, load and unload as needed.
+
+        Returns True if a version is still settling.
+        """
+        self._apply_pending()
         pending = False
         for model in list(self._models.values()):
             try:
@@ -281,9 +310,7 @@ class ModelRepository:
                 raise NotFound(f"Could not find version {version} of model {name}")
         return [VersionStatus(s.version, s.state, s.error_code, s.error_message) for s in found]
 
-    def labels(self, name: str) -> dict[str, int]:
-        model = self._models.get(name)
-        return dict(model.config.labels) if model else {}
+
 
 
 def _version_dirs(base: Path) -> dict[int, Path]:

@@ -74,7 +74,20 @@ class Servable:
 
 
 def _tf_message(exc: tf.errors.OpError) -> str:
-    return str(exc.message).split("\n", 1)[0][:1000]
+    """The part of a TF error that names what was wrong, without graph-execution boilerplate.
+
+    ``Graph execution error:`` / ``Detected at node ... defined at (most recent call last):`` /
+    a stack trace / the message / ``[[{{node ...}}]]``: only the message is kept.
+    """
+    kept = []
+    for line in str(exc.message).splitlines():
+        text = line.strip()
+        if (not text or text == "Graph execution error:" or text.startswith(("Detected at node", "File \"",
+                                                                              "[[", "<stack traces"))
+                or line.startswith("  ")):
+            continue
+        kept.append(text.split(" [[", 1)[0].split(" [Op:", 1)[0])
+    return ("; ".join(kept) or str(exc.message).strip() or type(exc).__name__)[:1000]
 
 
 def load(name: str, version: int, path: Path, verify_manifest: bool = True) -> Servable:

@@ -26,6 +26,7 @@ from service.batching import BatchingParameters
 from service.dataplane import DataPlane
 from service.errors import ServingError
 from service.grpc.server import GrpcServer
+from service.memory import MemoryBudget, default_budget
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rest.app import create_app
@@ -66,6 +67,9 @@ class ModelServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.memory = MemoryBudget(settings.memory_budget_bytes or default_budget(),
+                                   on_refusal=self.metrics.memory_refused)
+        self.metrics.watch_memory(self.memory)
         self.repository = ModelRepository(
             settings.models(),
             poll_seconds=settings.file_system_poll_wait_seconds,
@@ -86,7 +90,7 @@ class ModelServer:
 
     def build_rest(self) -> uvicorn.Server:
         app = create_app(self.dataplane, self.metrics, self.auth, self.settings.max_request_bytes,
-                         server_version(), cors=self.settings.rest_api_enable_cors_support)
+                         server_version(), self.memory, cors=self.settings.rest_api_enable_cors_support)
         config = uvicorn.Config(
             app, host=self.settings.host, port=self.settings.rest_api_port, loop="none",
             http="httptools", lifespan="off", access_log=self.settings.access_log, log_config=None,
@@ -97,7 +101,8 @@ class ModelServer:
 
     def build_grpc(self) -> GrpcServer:
         s = self.settings
-        return GrpcServer(self.dataplane, self.metrics, self.auth, s.host, s.port, s.grpc_max_message_bytes,
+        receive, send = s.grpc_message_limits()
+        return GrpcServer(self.dataplane, self.metrics, self.auth, s.host, s.port, receive, send, self.memory,
                           s.enable_serialization_as_tensor_content, s.grpc_channel_arguments)
 
     async def serve(self) -> None:
@@ -111,8 +116,9 @@ class ModelServer:
             await grpc_server.start()
         rest = self.build_rest() if self.settings.rest_api_port else None
         rest_task = asyncio.create_task(rest.serve()) if rest else None
-        log.info("serving %s: REST on %s:%s, gRPC on %s:%s", ", ".join(self.repository.model_names()),
-                 self.settings.host, self.settings.rest_api_port, self.settings.host, self.settings.port)
+        log.info("serving %s: REST on %s:%s, gRPC on %s:%s; in-flight memory budget %d MiB",
+                 ", ".join(self.repository.model_names()), self.settings.host, self.settings.rest_api_port,
+                 self.settings.host, self.settings.port, self.memory.limit >> 20)
         waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
         if rest_task:
             waiters.append(rest_task)

@@ -16,8 +16,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.config import ModelConfig, load_file, single
 
-# MODELSHIP_* variables that belong to the project's tooling (cache of built tools), not the server.
-TOOLING_ENV = frozenset({"MODELSHIP_CACHE"})
+# MODELSHIP_* variables that belong to the project's own tooling (scripts/, tests, the chart's
+# helm test, the operator), not to the server: a shell that ran them can still start a server.
+# tests/service/test_settings.py checks this list against every name the repository uses.
+TOOLING_ENV = frozenset({
+    "MODELSHIP_ACTIONLINT_VERSION", "MODELSHIP_CACHE", "MODELSHIP_CLUSTER_DIR", "MODELSHIP_CLUSTER_NODE_IP",
+    "MODELSHIP_CLUSTER_NODE_NAME", "MODELSHIP_CLUSTER_RUN_DIR", "MODELSHIP_DEBIAN_MIRROR",
+    "MODELSHIP_DOCKERD_LOG", "MODELSHIP_DOCKERD_NICE", "MODELSHIP_DOCKERD_WAIT", "MODELSHIP_ETCD_VERSION",
+    "MODELSHIP_GHZ_VERSION", "MODELSHIP_HELM", "MODELSHIP_HELM_VERSION", "MODELSHIP_HOST_CA",
+    "MODELSHIP_IMAGE", "MODELSHIP_K8S_VERSION", "MODELSHIP_KUBECTL", "MODELSHIP_METRICS_SERVER_VERSION",
+    "MODELSHIP_PROM_OPERATOR_VERSION", "MODELSHIP_PYTHON", "MODELSHIP_ROLLOUT_SERVER_TOKEN_FILE",
+    "MODELSHIP_SKIP_BASE_IMAGE", "MODELSHIP_TEST_GRPC_TARGET", "MODELSHIP_TEST_IMAGE",
+    "MODELSHIP_TEST_MODEL", "MODELSHIP_TEST_REQUEST", "MODELSHIP_TEST_REST_URL",
+    "MODELSHIP_TEST_SERVICE_ENV", "MODELSHIP_TEST_TIMEOUT",
+})
 
 
 class Settings(BaseSettings):
@@ -59,8 +71,14 @@ class Settings(BaseSettings):
                                          "over auth_token.")
     max_request_bytes: int = Field(64 << 20, gt=0, description="Largest request body accepted "
                                    "(after gunzip); larger gets 413.")
-    grpc_max_message_bytes: int = Field(2**31 - 1, gt=0, description="Largest gRPC message sent or "
-                                        "received (TF Serving: INT32_MAX).")
+    grpc_max_message_bytes: int | None = Field(None, gt=0, description="Largest gRPC message sent "
+                                               "and received. Default: received as max_request_bytes "
+                                               "(TF Serving takes INT32_MAX, which lets one message "
+                                               "exhaust a pod's memory), sent up to INT32_MAX.")
+    memory_budget_bytes: int = Field(0, ge=0, description="Bytes that in-flight requests may hold "
+                                     "at once (bodies, parsed JSON, decoded tensors); past it "
+                                     "requests get 503 / RESOURCE_EXHAUSTED at once. 0: 40% of the "
+                                     "container's memory limit (or of the machine's memory).")
     grpc_channel_arguments: str = Field("", description="Extra gRPC server channel arguments as "
                                         "comma-separated key=value pairs (TF Serving's flag), e.g. "
                                         "grpc.max_connection_age_ms=3000.")
@@ -110,9 +128,24 @@ class Settings(BaseSettings):
         return single(self.model_name, self.model_base_path or self.models_root / self.model_name)
 
     def auth_token_value(self) -> str | None:
+        """The bearer token, or None when auth is off; a blank token refuses to start (ValueError)."""
         if self.auth_token_file is not None:
-            return self.auth_token_file.read_text().strip() or None
-        return self.auth_token
+            token = self.auth_token_file.read_text().strip()
+            source = f"auth token file {self.auth_token_file}"
+        elif self.auth_token is not None:
+            token, source = self.auth_token.strip(), "MODELSHIP_AUTH_TOKEN / auth_token"
+        else:
+            return None
+        if not token:
+            raise ValueError(f"{source} is empty: refusing to start an unauthenticated server (mount "
+                             "the right Secret, or unset it to run without auth)")
+        return token
+
+    def grpc_message_limits(self) -> tuple[int, int]:
+        """Largest gRPC message received and sent."""
+        if self.grpc_max_message_bytes is not None:
+            return self.grpc_max_message_bytes, self.grpc_max_message_bytes
+        return self.max_request_bytes, 2**31 - 1
 
 
 def available_cpus() -> int:

@@ -6,17 +6,18 @@ import asyncio
 import contextlib
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 from tensorflow_serving.apis.model_service_pb2 import DESCRIPTOR as MODEL_SERVICE
 from tensorflow_serving.apis.prediction_service_pb2 import DESCRIPTOR as PREDICTION_SERVICE
 
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
 from service.errors import InvalidArgument
+from service.grpc.registration import add_service
 from service.grpc.servicer import ModelService, PredictionService
+from service.memory import MemoryBudget
 from service.metrics import Metrics
 
 SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
@@ -38,24 +39,26 @@ class GrpcServer:
     """The gRPC side of the model server; health follows the dataplane's readiness."""
 
     def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, host: str, port: int,
-                 max_message_bytes: int, tensor_content: bool = False, channel_arguments: str = "") -> None:
+                 max_receive_bytes: int, max_send_bytes: int, memory: MemoryBudget,
+                 tensor_content: bool = False, channel_arguments: str = "") -> None:
         options: list[tuple[str, int | str]] = [
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_receive_bytes),
+            ("grpc.max_send_message_length", max_send_bytes),
             ("grpc.so_reuseport", 0),
             *parse_channel_arguments(channel_arguments),
         ]
         self.server = grpc.aio.server(options=options)
         self.dataplane = dataplane
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(dataplane, metrics, auth, tensor_content), self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(dataplane, metrics, auth, tensor_content), self.server)
+        prediction = PREDICTION_SERVICE.services_by_name["PredictionService"]
+        model = MODEL_SERVICE.services_by_name["ModelService"]
+        health = health_pb2.DESCRIPTOR.services_by_name["Health"]
+        add_service(self.server, prediction, PredictionService(dataplane, metrics, auth, tensor_content),
+                    memory, takes_incoming=True)
+        add_service(self.server, model, ModelService(dataplane, metrics, auth, tensor_content),
+                    memory, takes_incoming=True)
         self.health = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = (PREDICTION_SERVICE.services_by_name["PredictionService"].full_name,
-                 MODEL_SERVICE.services_by_name["ModelService"].full_name,
-                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        add_service(self.server, health, self.health, memory, takes_incoming=False)
+        names = (prediction.full_name, model.full_name, health.full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.server)
         self.address = f"{host}:{port}"
         self.port = self.server.add_insecure_port(self.address)

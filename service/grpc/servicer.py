@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -37,7 +38,9 @@ from service import signature as sig
 from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelSpec
 from service.errors import Code, InvalidArgument, ServingError
+from service.grpc.registration import Incoming, status_code
 from service.grpc.tensors import from_numpy, to_numpy
+from service.memory import Reservation
 from service.metrics import Metrics
 from service.servable import Servable
 
@@ -50,30 +53,48 @@ def _truncate(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 12] + "...TRUNCATED"
 
 
+@dataclass(slots=True)
+class Call:
+    """What one RPC knows beside its message: metric labels and its memory reservation."""
+
+    model: str
+    memory: Reservation
+    version: str = ""
+
+
 def rpc(api: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
-    """Map :class:`ServingError` (and anything unexpected) to a gRPC status; record metrics."""
+    """Map :class:`ServingError` (and anything unexpected) to a gRPC status; record metrics.
+
+    The wrapped method gets the decoded message and a :class:`Call`; a request that could not be
+    decoded (see :mod:`service.grpc.registration`) is answered here without calling it.
+    """
 
     def wrap(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @functools.wraps(method)
-        async def handler(self: _Base, request: Any, context: grpc.aio.ServicerContext) -> R:
+        async def handler(self: _Base, incoming: Incoming, context: grpc.aio.ServicerContext) -> R:
             started = time.perf_counter()
-            code, labels = Code.OK, {"model": request.model_spec.name if hasattr(request, "model_spec")
-                                     else "", "version": ""}
+            request = incoming.message
+            call = Call(request.model_spec.name if hasattr(request, "model_spec") else "", incoming.memory)
+            code = Code.OK
             try:
                 self.auth.check(_authorization(context))
-                return await method(self, request, context, labels)
+                if incoming.error is not None:
+                    raise incoming.error
+                return await method(self, request, context, call)
             except ServingError as exc:
                 code = exc.code
-                await context.abort(grpc.StatusCode[exc.code.name], _truncate(exc.message))
+                await context.abort(status_code(exc), _truncate(exc.message))
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
-            except Exception:
+            except Exception:  # the last line of defence: INTERNAL, the traceback only in the log
                 code = Code.INTERNAL
                 log.exception("%s failed", api)
+                self.metrics.internal_errors.labels("grpc").inc()
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
-                if labels["model"]:
-                    self.metrics.observe(labels["model"], labels["version"], api, code, "grpc",
+                incoming.memory.release()
+                if call.model:
+                    self.metrics.observe(call.model, call.version, api, code, "grpc",
                                          time.perf_counter() - started)
             raise AssertionError("unreachable")  # context.abort always raises
 
@@ -114,10 +135,10 @@ class _Base:
         self.auth = auth
         self.tensor_content = tensor_content
 
-    def _resolve(self, spec_proto: model_pb2.ModelSpec, labels: dict[str, str]) -> tuple[Servable, ModelSpec]:
+    def _resolve(self, spec_proto: model_pb2.ModelSpec, call: Call) -> tuple[Servable, ModelSpec]:
         spec = spec_from_proto(spec_proto)
         servable = self.dataplane.resolve(spec)
-        labels["version"] = str(servable.version)
+        call.version = str(servable.version)
         return servable, spec
 
 
@@ -136,10 +157,10 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     @rpc("Predict")
     async def Predict(self, request: predict_pb2.PredictRequest, context: Any,
-                      labels: dict[str, str]) -> predict_pb2.PredictResponse:
-        servable, spec = self._resolve(request.model_spec, labels)
+                      call: Call) -> predict_pb2.PredictResponse:
+        servable, spec = self._resolve(request.model_spec, call)
         info = servable.signature(spec.signature_name or None)
-        inputs = {name: to_numpy(tensor, name) for name, tensor in request.inputs.items()}
+        inputs = {name: to_numpy(tensor, name, call.memory) for name, tensor in request.inputs.items()}
         result = await self.dataplane.predict(servable, info, inputs, list(request.output_filter))
         response = predict_pb2.PredictResponse(model_spec=spec_to_proto(servable, info.name))
         for name, value in result.outputs.items():
@@ -148,8 +169,8 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     @rpc("Classify")
     async def Classify(self, request: classification_pb2.ClassificationRequest, context: Any,
-                       labels: dict[str, str]) -> classification_pb2.ClassificationResponse:
-        servable, spec = self._resolve(request.model_spec, labels)
+                       call: Call) -> classification_pb2.ClassificationResponse:
+        servable, spec = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
         info = servable.signature(spec.signature_name or None, sig.CLASSIFY_METHOD)
         rows = await self.dataplane.classify(servable, info.name, examples, ctx)
@@ -159,8 +180,8 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     @rpc("Regress")
     async def Regress(self, request: regression_pb2.RegressionRequest, context: Any,
-                      labels: dict[str, str]) -> regression_pb2.RegressionResponse:
-        servable, spec = self._resolve(request.model_spec, labels)
+                      call: Call) -> regression_pb2.RegressionResponse:
+        servable, spec = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
         info = servable.signature(spec.signature_name or None, sig.REGRESS_METHOD)
         values = await self.dataplane.regress(servable, info.name, examples, ctx)
@@ -171,21 +192,21 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     @rpc("MultiInference")
     async def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context: Any,
-                             labels: dict[str, str]) -> inference_pb2.MultiInferenceResponse:
+                             call: Call) -> inference_pb2.MultiInferenceResponse:
         if not request.tasks:
             raise InvalidArgument("Tasks is empty")
         names = {t.model_spec.name for t in request.tasks}
         if len(names) != 1:
             raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same "
                                   "model name.")
-        labels["model"] = next(iter(names))
+        call.model = next(iter(names))
         signatures = [t.model_spec.signature_name for t in request.tasks]
         if len(set(signatures)) != len(signatures):
             raise InvalidArgument("Duplicate evaluation of signature")
         examples, ctx = _examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
-            servable, spec = self._resolve(task.model_spec, labels)
+            servable, spec = self._resolve(task.model_spec, call)
             result = response.results.add()
             if task.method_name == sig.CLASSIFY_METHOD:
                 info = servable.signature(spec.signature_name or None, sig.CLASSIFY_METHOD)
@@ -202,13 +223,13 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
 
     @rpc("GetModelMetadata")
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Any,
-                               labels: dict[str, str]) -> get_model_metadata_pb2.GetModelMetadataResponse:
+                               call: Call) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.metadata_field:
             raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
             if field != "signature_def":
                 raise InvalidArgument(f"Metadata field {field} is not supported")
-        servable, _ = self._resolve(request.model_spec, labels)
+        servable, _ = self._resolve(request.model_spec, call)
         response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=spec_to_proto(servable, ""))
         packed = any_pb2.Any()
         packed.Pack(servable.signature_def_map)
@@ -232,7 +253,7 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
 
     @rpc("GetModelStatus")
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: Any,
-                             labels: dict[str, str]) -> get_model_status_pb2.GetModelStatusResponse:
+                             call: Call) -> get_model_status_pb2.GetModelStatusResponse:
         spec = spec_from_proto(request.model_spec)
         version = spec.version
         if spec.label is not None:
@@ -246,15 +267,15 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
 
     @rpc("HandleReloadConfigRequest")
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any,
-                                        labels: dict[str, str]) -> model_management_pb2.ReloadConfigResponse:
+                                        call: Call) -> model_management_pb2.ReloadConfigResponse:
         configs = model_config.parse(text_format.MessageToString(request.config), "ReloadConfigRequest")
         repo = self.dataplane.repository
-        repo.reconfigure(configs)
+        applied = repo.reconfigure(configs)
         deadline = time.monotonic() + self.reload_timeout
-        while not repo.ready() and time.monotonic() < deadline:
+        while not (applied.is_set() and repo.ready()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         response = model_management_pb2.ReloadConfigResponse()
-        if not repo.ready():
+        if not (applied.is_set() and repo.ready()):
             response.status.error_code = error_codes_pb2.UNAVAILABLE
             response.status.error_message = "not every configured model has an AVAILABLE version yet"
         return response

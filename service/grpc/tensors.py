@@ -1,8 +1,10 @@
 """``TensorProto`` <-> numpy, as TF Serving reads and writes them.
 
 Inputs may carry ``tensor_content`` or typed repeated fields (``float_val``, ...), including the
-single-value broadcast TF allows. Outputs use the typed fields by default, as TF Serving does, so
-clients reading ``response.outputs["y"].float_val`` work unchanged.
+single-value broadcast TF allows. A shape is checked against the values actually sent and its bytes
+are taken from the request's memory reservation before anything is allocated from it: a 40-byte
+message claiming 10^12 elements is refused, not expanded. Outputs use the typed fields by default,
+as TF Serving does, so clients reading ``response.outputs["y"].float_val`` work unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
+from service import shapes
 from service.errors import InvalidArgument, Unimplemented
+from service.memory import Reservation
 
 _DTYPES: dict[int, tuple[np.dtype, str]] = {
     types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
@@ -34,25 +38,32 @@ _BY_NUMPY = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): typ
              np.dtype(np.bool_): types_pb2.DT_BOOL, np.dtype(object): types_pb2.DT_STRING}
 
 
-def to_numpy(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
+def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> np.ndarray:
     """Decode one input tensor, naming ``name`` in any error."""
+    what = f"input '{name}'"
     entry = _DTYPES.get(proto.dtype)
     if entry is None:
-        raise Unimplemented(f"input '{name}': dtype {types_pb2.DataType.Name(proto.dtype)} is not supported")
+        raise Unimplemented(f"{what}: dtype {types_pb2.DataType.Name(proto.dtype)} is not supported")
     dtype, field = entry
     if proto.tensor_shape.unknown_rank:
-        raise InvalidArgument(f"input '{name}': tensor shape must be known")
+        raise InvalidArgument(f"{what}: tensor shape must be known")
     shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(f"input '{name}': negative dimension in shape {list(shape)}")
-    count = int(np.prod(shape)) if shape else 1
+    count = shapes.element_count(shape, what)
     if proto.tensor_content and dtype != np.dtype(object):
         if len(proto.tensor_content) != count * dtype.itemsize:
-            raise InvalidArgument(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes, "
+            raise InvalidArgument(f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
                                   f"shape {list(shape)} needs {count * dtype.itemsize}")
+        # A view of the message's bytes; the model runtime makes one copy.
+        memory.take(count * dtype.itemsize, what, InvalidArgument)
         return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
     values = getattr(proto, field)
     n = len(values)
+    if n not in (count, 0, 1):
+        raise InvalidArgument(f"{what}: {n} values do not fill shape {list(shape)} ({count} elements)")
+    # The decoded array and the runtime's copy of it; strings are a Python object each.
+    per_element = 2 * (dtype.itemsize if dtype != np.dtype(object) else 64)
+    memory.take(count * per_element + (sum(map(len, values)) if dtype == np.dtype(object) else 0),
+                what, InvalidArgument)
     if dtype == np.dtype(object):
         arr = np.empty(n, dtype=object)
         arr[:] = list(values)
@@ -60,11 +71,10 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str) -> np.ndarray:
         arr = np.fromiter(values, dtype=dtype, count=n) if n else np.zeros(0, dtype=dtype)
     if n == count:
         return arr.reshape(shape)
-    if n == 1 or (n == 0 and count == 0):
-        return np.broadcast_to(arr[:1] if n else arr, (count,)).reshape(shape).copy()
-    if n == 0:  # no values at all: TF fills the shape with zeros / empty strings
-        return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
-    raise InvalidArgument(f"input '{name}': {n} values do not fill shape {list(shape)} ({count} elements)")
+    if n == 1:  # TF's broadcast of a single value
+        return np.broadcast_to(arr, (count,)).reshape(shape).copy()
+    # no values at all: TF fills the shape with zeros / empty strings
+    return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
 
 
 def from_numpy(arr: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:

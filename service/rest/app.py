@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message
 
-from service import jsonio
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
 from service.errors import ServingError
+from service.memory import MemoryBudget
 from service.metrics import CONTENT_TYPE, Metrics
-from service.rest.http import Receive, Scope, Send
+from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, respond
 from service.rest.v1 import V1Handler
 from service.rest.v2 import build_router
+
+log = logging.getLogger(__name__)
 
 
 class RestApp:
@@ -34,15 +38,44 @@ class RestApp:
         await self.api(scope, receive, send)
 
 
+class LastResort:
+    """The FastAPI side's last line of defence: an unexpected error becomes a clean JSON 500.
+
+    It sits inside Starlette's own error middleware, so the client never sees a plain-text 500;
+    the traceback goes to the log (never the payload) and the error is counted.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method", ""), scope.get("path", ""))
+            self.metrics.internal_errors.labels("rest").inc()
+            if scope["type"] == "http" and not started:
+                await respond(send, 500, error_body("internal error"), JSON_HEADERS)
+
+
 def _error(status: int, message: str) -> Response:
-    return Response(jsonio.dumps({"error": message}), status_code=status, media_type="application/json")
+    return Response(error_body(message), status_code=status, media_type="application/json")
 
 
 def create_app(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-               version: str, cors: bool = False, lifespan: Any = None) -> RestApp:
+               version: str, memory: MemoryBudget, cors: bool = False, lifespan: Any = None) -> RestApp:
     """Build the REST application over ``dataplane``; nothing here reads configuration itself."""
     api = FastAPI(title="Modelship", version=version, lifespan=lifespan,
                   description="TensorFlow Serving-compatible model server (REST v1 and KServe V2).")
+    api.add_middleware(LastResort, metrics=metrics)
 
     @api.exception_handler(ServingError)
     async def serving_error(_: Request, exc: ServingError) -> Response:
@@ -62,5 +95,5 @@ def create_app(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body
     for path in ("/metrics", "/monitoring/prometheus/metrics"):
         api.add_api_route(path, prometheus, methods=["GET"], include_in_schema=path == "/metrics",
                           summary="Prometheus metrics")
-    api.include_router(build_router(dataplane, metrics, auth, max_body, version))
-    return RestApp(V1Handler(dataplane, metrics, auth, max_body, cors), api)
+    api.include_router(build_router(dataplane, metrics, auth, max_body, version, memory))
+    return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), api)

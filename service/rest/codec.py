@@ -52,14 +52,9 @@ def _strings(value: Any, what: str) -> np.ndarray:
         if isinstance(v, list):
             return [convert(x) for x in v]
         if isinstance(v, str):
-            return v.encode()
+            return utf8(v, what)
         if isinstance(v, dict):
-            if list(v) != ["b64"] or not isinstance(v["b64"], str):
-                raise InvalidArgument(f"{what}: expected a string or {{\"b64\": <base64 string>}}")
-            try:
-                return base64.b64decode(v["b64"], validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidArgument(f"{what}: invalid base64 in 'b64'") from None
+            return decode_b64(v, what)
         raise InvalidArgument(f"{what}: JSON value is not of expected type DT_STRING")
 
     converted = convert(value)
@@ -76,6 +71,24 @@ def _strings(value: Any, what: str) -> np.ndarray:
     except ValueError:
         raise InvalidArgument(f"{what}: Encountered list at unexpected size (ragged nested lists)") from None
     return arr
+
+
+def utf8(text: str, what: str) -> bytes:
+    """A JSON string as UTF-8; a lone surrogate (``"\\ud83d"``) is not text and is refused."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what}: string is not valid Unicode (lone surrogate escape)") from None
+
+
+def decode_b64(value: dict[str, Any], what: str) -> bytes:
+    """``{"b64": "<base64>"}`` to bytes: the one base64 decoder of every JSON verb."""
+    if list(value) != ["b64"] or not isinstance(value["b64"], str):
+        raise InvalidArgument(f"{what}: expected a string or {{\"b64\": <base64 string>}}")
+    try:
+        return base64.b64decode(value["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgument(f"{what}: invalid base64 in 'b64'") from None
 
 
 def decode_instances(instances: Any, info: sig.SignatureInfo) -> dict[str, np.ndarray]:
@@ -161,15 +174,17 @@ def to_example(features: Any, what: str) -> tf.train.Example:
         raise InvalidArgument(f"{what}: expected a JSON object of features")
     example = tf.train.Example()
     for key, value in features.items():
+        utf8(key, f"{what}: feature name")
+        where = f"{what}: feature '{key}'"
         values = value if isinstance(value, list) else [value]
         feature = example.features.feature[key]
-        kinds = {_feature_kind(v, f"{what}: feature '{key}'") for v in values}
+        kinds = {_feature_kind(v, where) for v in values}
         if len(kinds) > 1:
-            raise InvalidArgument(f"{what}: feature '{key}' mixes value types")
+            raise InvalidArgument(f"{where} mixes value types")
         kind = kinds.pop() if kinds else "float"
         if kind == "bytes":
             feature.bytes_list.value.extend(
-                base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode() for v in values)
+                decode_b64(v, where) if isinstance(v, dict) else utf8(v, where) for v in values)
         elif kind == "int":
             feature.int64_list.value.extend(values)
         else:
@@ -180,8 +195,8 @@ def to_example(features: Any, what: str) -> tf.train.Example:
 def _feature_kind(v: Any, what: str) -> str:
     if isinstance(v, bool) or v is None or isinstance(v, list):
         raise InvalidArgument(f"{what}: values must be numbers, strings or {{\"b64\"}} (no nesting)")
-    if isinstance(v, str) or (isinstance(v, dict) and list(v) == ["b64"] and isinstance(v["b64"], str)):
-        return "bytes"
+    if isinstance(v, str | dict):
+        return "bytes"  # a dict must be {"b64": ...}: decode_b64 says so if it is not
     if isinstance(v, int):
         if not -(2**63) <= v < 2**63:
             raise InvalidArgument(f"{what}: integer out of int64 range")

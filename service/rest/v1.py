@@ -12,6 +12,7 @@ predict path carries no framework routing or validation.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -22,11 +23,14 @@ from service import jsonio
 from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelSpec
 from service.errors import Code, InvalidArgument, ServingError
+from service.memory import MemoryBudget, Reservation
 from service.metrics import Metrics
 from service.repository import State
 from service.rest import codec
-from service.rest.http import JSON_HEADERS, Receive, Scope, Send, header, read_body, respond
+from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, header, read_body, respond
 from service.servable import Servable
+
+log = logging.getLogger(__name__)
 
 POST_RE = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
                      r":(classify|regress|predict)", re.IGNORECASE)
@@ -41,14 +45,22 @@ class V1Handler:
     """Handles every ``/v1`` request; one instance per server."""
 
     def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-                 cors: bool = False) -> None:
+                 memory: MemoryBudget, cors: bool = False) -> None:
         self.dataplane = dataplane
         self.metrics = metrics
         self.auth = auth
         self.max_body = max_body
+        self.memory = memory
         self.headers = [*JSON_HEADERS, *CORS_HEADERS] if cors else JSON_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        memory = self.memory.reservation()
+        try:
+            await self._handle(scope, receive, send, memory)
+        finally:
+            memory.release()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, memory: Reservation) -> None:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         model, version, api = "", "", "unknown"
@@ -60,9 +72,10 @@ class V1Handler:
             if method == "POST" and (m := POST_RE.fullmatch(path)):
                 spec = _spec(m.group(1), m.group(2), m.group(3))
                 model, api = spec.name, m.group(4).lower()
-                body = await read_body(scope, receive, self.max_body)
+                body = await read_body(scope, receive, self.max_body, memory)
                 servable = self.dataplane.resolve(spec)
                 version = str(servable.version)
+                memory.take(jsonio.parse_cost(body), "parsing the JSON request body")
                 status, payload = await self._post(api, servable, body)
             elif method == "GET" and (m := GET_RE.fullmatch(path)):
                 if m.group(1) is None:
@@ -74,7 +87,11 @@ class V1Handler:
                 raise InvalidArgument(f"Malformed request: {method} {path}")
             code = Code.OK
         except ServingError as exc:
-            code, status, payload = exc.code, exc.http_status, jsonio.dumps({"error": exc.message})
+            code, status, payload = exc.code, exc.http_status, error_body(exc.message)
+        except Exception:  # the last line of defence: a clean 500, the traceback only in the log
+            log.exception("%s %s failed", method, path)
+            self.metrics.internal_errors.labels("rest").inc()
+            code, status, payload = Code.INTERNAL, 500, error_body("internal error")
         await respond(send, status, payload, self.headers)
         if model:
             self.metrics.observe(model, version, api, code, "rest", time.perf_counter() - started)
@@ -82,7 +99,7 @@ class V1Handler:
     async def _preflight(self, scope: Scope, send: Send) -> None:
         origin = header(scope, b"origin") or b""
         if not re.match(rb"https?://", origin):
-            body = jsonio.dumps({"error": "Origin header is missing in CORS preflight"})
+            body = error_body("Origin header is missing in CORS preflight")
             await respond(send, 400, body, self.headers)
             return
         await respond(send, 200, b"", self.headers)

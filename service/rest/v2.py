@@ -5,17 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from service import jsonio
-from service import signature as sig
 from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelSpec
 from service.errors import Code, InvalidArgument, ServingError
+from service.memory import MemoryBudget
 from service.metrics import Metrics
 from service.repository import State
-from service.rest import codec
+from service.rest import v2_codec
 from service.rest.http import read_body
 from service.servable import Servable
 
@@ -27,7 +26,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-                 server_version: str) -> APIRouter:
+                 server_version: str, memory: MemoryBudget) -> APIRouter:
     """Routes of the V2 protocol; inference and metadata need the token, health does not."""
     router = APIRouter(prefix="/v2", tags=["v2"])
 
@@ -73,36 +72,33 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
             "versions": [str(v.version) for v in dataplane.repository.statuses(name)
                          if v.state == State.AVAILABLE],
             "platform": PLATFORM,
-            "inputs": [_tensor_meta(t) for t in info.inputs.values()],
-            "outputs": [_tensor_meta(t) for t in info.outputs.values()],
+            "inputs": [v2_codec.tensor_metadata(t) for t in info.inputs.values()],
+            "outputs": [v2_codec.tensor_metadata(t) for t in info.outputs.values()],
         })
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         started = time.perf_counter()
         code, model_version = Code.OK, ""
+        reservation = memory.reservation()
         try:
             servable = resolve(request, name, version)
             model_version = str(servable.version)
-            body = await read_body(request.scope, request.receive, max_body)
-            doc = jsonio.loads(body)
-            if not isinstance(doc, dict):
-                raise InvalidArgument("request body must be a JSON object")
+            body = await read_body(request.scope, request.receive, max_body, reservation)
+            reservation.take(jsonio.parse_cost(body), "parsing the JSON request body")
             info = servable.signature(None)
-            inputs = decode_v2_inputs(doc.get("inputs"), info)
-            wanted = _requested_outputs(doc.get("outputs"))
-            result = await dataplane.predict(servable, info, inputs, wanted)
-            outputs = [{"name": k, "shape": list(v.shape), "datatype": info.outputs[k].v2_datatype,
-                        "data": codec.encode_value(k, v.reshape(-1))} for k, v in result.outputs.items()]
+            decoded = v2_codec.decode_request(jsonio.loads(body), info)
+            result = await dataplane.predict(servable, info, decoded.inputs, decoded.outputs)
             reply: dict[str, Any] = {"model_name": servable.name, "model_version": model_version,
-                                     "outputs": outputs}
-            if "id" in doc:
-                reply["id"] = doc["id"]
+                                     "outputs": v2_codec.encode_outputs(result.outputs, info)}
+            if decoded.id is not None:
+                reply["id"] = decoded.id
             finite = jsonio.all_finite(result.outputs.values())
             return Response(jsonio.dumps(reply, finite), media_type="application/json")
         except ServingError as exc:
             code = exc.code
             raise
         finally:
+            reservation.release()
             metrics.observe(name, model_version, "infer", code, "rest", time.perf_counter() - started)
 
     for suffix in ("", "/versions/{version}"):
@@ -115,45 +111,4 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
     return router
 
 
-def _tensor_meta(tensor: sig.TensorInfo) -> dict[str, Any]:
-    return {"name": tensor.name, "datatype": tensor.v2_datatype,
-            "shape": list(tensor.shape) if tensor.shape is not None else [-1]}
-
-
-def _requested_outputs(outputs: Any) -> list[str]:
-    if outputs is None:
-        return []
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
-        raise InvalidArgument("'outputs' must be a list of objects with a 'name'")
-    return [o["name"] for o in outputs]
-
-
-def decode_v2_inputs(inputs: Any, info: sig.SignatureInfo) -> dict[str, np.ndarray]:
-    """V2 ``inputs`` (name, shape, datatype, data) to arrays, checked against the signature."""
-    if not isinstance(inputs, list) or not inputs:
-        raise InvalidArgument("'inputs' must be a non-empty list of tensors")
-    out: dict[str, np.ndarray] = {}
-    for i, item in enumerate(inputs):
-        if not isinstance(item, dict):
-            raise InvalidArgument(f"inputs[{i}] must be an object")
-        name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
-        if not isinstance(name, str) or "data" not in item:
-            raise InvalidArgument(f"inputs[{i}] needs 'name', 'shape', 'datatype' and 'data'")
-        tensor = info.inputs.get(name)
-        if tensor is None:
-            raise InvalidArgument(f"unexpected input '{name}'; the model takes {sorted(info.inputs)}")
-        if datatype != tensor.v2_datatype:
-            raise InvalidArgument(f"input '{name}' has datatype {datatype!r}, the model expects "
-                                  f"{tensor.v2_datatype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise InvalidArgument(f"input '{name}': 'shape' must be a list of non-negative integers")
-        arr = codec.to_array(item["data"], tensor, f"input '{name}'")
-        if arr.size != int(np.prod(shape)):
-            raise InvalidArgument(f"input '{name}': shape {shape} needs {int(np.prod(shape))} values, "
-                                  f"got {arr.size}")
-        out[name] = arr.reshape(shape)
-    return out
-
-
-__all__ = ["build_router", "decode_v2_inputs"]
+__all__ = ["build_router"]

@@ -11,12 +11,14 @@ from starlette.testclient import TestClient
 from service import config
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
+from service.memory import MemoryBudget
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rest.app import create_app
 
 
-def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20) -> TestClient:
+def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20,
+                memory: MemoryBudget | None = None, raise_server_exceptions: bool = True) -> TestClient:
     configs = config.parse(f"""
         model_config_list {{
           config {{ name: 'linear' base_path: '{base / "linear"}'
@@ -28,8 +30,9 @@ def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20) -
     repo = ModelRepository(configs, poll_seconds=-1, settle_seconds=0, listener=metrics.model_state)
     repo.poll_once()
     assert repo.ready()
-    app = create_app(DataPlane(repo), metrics, TokenAuth(token), max_body, "test")
-    return TestClient(app, raise_server_exceptions=True)
+    app = create_app(DataPlane(repo), metrics, TokenAuth(token), max_body, "test",
+                     memory or MemoryBudget(256 << 20, metrics.memory_refused))
+    return TestClient(app, raise_server_exceptions=raise_server_exceptions)
 
 
 @pytest.fixture(scope="module")
