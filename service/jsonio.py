@@ -8,7 +8,7 @@ RapidJSON, not Infinity.
 
 Memory: :func:`parse_cost` bounds what parsing a body (and decoding its tensors) may allocate, so
 the request can reserve it first (see :mod:`service.memory`). orjson builds a DOM before Python
-objects (~120-160 bytes per value at peak); the stdlib parser peaks at about a third of that, so
+objects and peaks at 15-37x the body; the stdlib parser needs a fraction of that for numbers, so
 bodies over ``STDLIB_ABOVE`` bytes are parsed by the stdlib parser.
 """
 
@@ -24,22 +24,22 @@ import orjson
 from service.errors import InvalidArgument
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
-SMALL = 4096
-STDLIB_ABOVE = 1 << 20
-# Peak bytes per structural character, measured with tracemalloc over hostile shapes (empty lists
-# and objects, one-character strings, big integers, deep nesting) plus the decoded arrays and the
-# runtime's copy of them (tests/service/test_jsonio.py checks the bound holds).
-_ORJSON_COST = {b",": 200, b"[": 200, b"{": 200, b":": 64, b'"': 64}
-_STDLIB_COST = {b",": 80, b"[": 112, b"{": 112, b":": 48, b'"': 48}
+STDLIB_ABOVE = 256 << 10
+# Peak bytes allocated, parsing plus decoding the tensors, measured with tracemalloc over hostile
+# shapes (empty lists and objects, one-letter strings, big integers, deep nesting, long strings;
+# tests/service/test_jsonio.py checks the bound holds). orjson preallocates its DOM from the input
+# size and peaks at up to ~56x the body (string tensors); the stdlib parser grows with the values it finds.
+_ORJSON_FACTOR = 64
+_FIXED = 16 << 10  # the request's own objects and an error's traceback
+_STDLIB_COST = {b",": 64, b"[": 128, b"{": 128, b":": 40, b'"': 32}
 
 
 def parse_cost(body: bytes) -> int:
     """An upper bound of the bytes that parsing ``body`` and decoding its tensors allocate."""
     n = len(body)
-    if n <= SMALL:
-        return 200 * n + 1024
-    costs = _ORJSON_COST if n <= STDLIB_ABOVE else _STDLIB_COST
-    return 4 * n + 1024 + sum(weight * body.count(char) for char, weight in costs.items())
+    if n <= STDLIB_ABOVE:
+        return _ORJSON_FACTOR * n + _FIXED
+    return 4 * n + _FIXED + sum(weight * body.count(char) for char, weight in _STDLIB_COST.items())
 
 
 def _finite_float(text: str) -> float:

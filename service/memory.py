@@ -21,7 +21,7 @@ from service.errors import MemoryExhausted, PayloadTooLarge, ServingError
 
 # A share of the memory limit for in-flight requests; the rest is for the interpreter, TensorFlow,
 # the loaded models and what a model allocates while it runs (not counted here).
-DEFAULT_SHARE = 0.4
+DEFAULT_SHARE = 0.5
 MIN_BUDGET = 32 << 20
 _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a huge page-aligned number
 

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
                                                "exhaust a pod's memory), sent up to INT32_MAX.")
     memory_budget_bytes: int = Field(0, ge=0, description="Bytes that in-flight requests may hold "
                                      "at once (bodies, parsed JSON, decoded tensors); past it "
-                                     "requests get 503 / RESOURCE_EXHAUSTED at once. 0: 40% of the "
+                                     "requests get 503 / RESOURCE_EXHAUSTED at once. 0: half of the "
                                      "container's memory limit (or of the machine's memory).")
     grpc_channel_arguments: str = Field("", description="Extra gRPC server channel arguments as "
                                         "comma-separated key=value pairs (TF Serving's flag), e.g. "

@@ -113,7 +113,9 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m service`` as a real child process on free ports."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None,
+                 prefix: list[str] | None = None) -> None:
+        """``prefix`` runs before the server's command line (e.g. a wrapper that enters a cgroup)."""
         self.rest_port = free_port()
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
@@ -122,7 +124,7 @@ class ServerProcess:
         self.log_path = log
         self._log = log.open("wb") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", f"--rest_api_port={self.rest_port}",
+            [*(prefix or []), sys.executable, "-m", "service", f"--rest_api_port={self.rest_port}",
              f"--port={self.grpc_port}", "--host=127.0.0.1", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
 

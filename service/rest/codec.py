@@ -27,6 +27,12 @@ def to_array(value: Any, tensor: sig.TensorInfo, what: str) -> np.ndarray:
         raise Unimplemented(f"{what}: dtype {tensor.dtype_name} is not supported over JSON")
     if want == np.dtype(object):
         return _strings(value, what)
+    # Checked before numpy sees it: one string among numbers would make numpy build a text array
+    # of (elements x longest string) characters, a few kB of JSON asking for gigabytes.
+    leaf = _non_number(value)
+    if leaf is not None:
+        raise InvalidArgument(f"{what}: JSON value of type {_LEAF_KINDS.get(type(leaf), 'object')} is not "
+                              f"of expected type {tensor.dtype_name}")
     try:
         arr = np.asarray(value)
     except ValueError:
@@ -40,6 +46,24 @@ def to_array(value: Any, tensor: sig.TensorInfo, what: str) -> np.ndarray:
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
             raise InvalidArgument(f"{what}: value out of range for {tensor.dtype_name}")
     return arr.astype(want, copy=False)
+
+
+_LEAF_KINDS = {str: "string", dict: "object", type(None): "null"}
+
+
+def _non_number(value: Any) -> Any:
+    """The first leaf of nested lists that is not a number or boolean, else None."""
+    if type(value) is not list:
+        return None if type(value) in (int, float, bool) else value
+    stack = [value]
+    while stack:
+        for item in stack.pop():
+            kind = type(item)
+            if kind is list:
+                stack.append(item)
+            elif kind is not float and kind is not int and kind is not bool:
+                return item
+    return None
 
 
 def _json_kind(arr: np.ndarray) -> str:
