@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from pydantic import ValidationError
 from service.cli import build_parser, parse_settings
 from service.config import VersionPolicy, parse
 from service.errors import InvalidArgument
-from service.settings import Settings
+from service.settings import TOOLING_ENV, Settings
+from tests.fixtures import ROOT
 
 CONFIG = """
 model_config_list {
@@ -88,3 +91,48 @@ def test_grpc_channel_arguments_parse_like_tf_serving() -> None:
     assert parse_channel_arguments("") == []
     with pytest.raises(InvalidArgument, match="expected key=value"):
         parse_channel_arguments("grpc.max_connection_age_ms")
+
+
+@pytest.mark.parametrize("content", ["", "   \n\t\n"])
+def test_a_blank_auth_token_file_refuses_to_start(tmp_path: Path, content: str) -> None:
+    token = tmp_path / "token"
+    token.write_text(content)
+    with pytest.raises(ValueError, match=r"auth token file .*token is empty: refusing to start"):
+        Settings(auth_token_file=token).auth_token_value()
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_blank_auth_token_variable_refuses_to_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MODELSHIP_AUTH_TOKEN", value)
+    with pytest.raises(ValueError, match="MODELSHIP_AUTH_TOKEN / auth_token is empty"):
+        Settings().auth_token_value()
+    monkeypatch.setenv("MODELSHIP_AUTH_TOKEN", " s3cret \n")
+    assert Settings().auth_token_value() == "s3cret"
+    monkeypatch.delenv("MODELSHIP_AUTH_TOKEN")
+    assert Settings().auth_token_value() is None
+
+
+def test_the_project_tooling_variables_do_not_stop_a_server_from_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MODELSHIP_IMAGE", "MODELSHIP_HELM", "MODELSHIP_CACHE", "MODELSHIP_KUBECTL"):
+        monkeypatch.setenv(name, "x")
+    assert Settings().rest_api_port == 8501
+    monkeypatch.setenv("MODELSHIP_RESTAPI_PORT", "1")  # a typo of a real setting is still refused
+    with pytest.raises(ValidationError, match="MODELSHIP_RESTAPI_PORT"):
+        Settings()
+
+
+def test_every_modelship_variable_in_the_repository_is_a_setting_or_listed_as_tooling() -> None:
+    """A new MODELSHIP_* name in a script would otherwise make the server refuse that shell's env."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    settings = {f"MODELSHIP_{name}".upper() for name in Settings.model_fields}
+    typo_tests = {"MODELSHIP_REST_PORT", "MODELSHIP_RESTAPI_PORT"}  # the refusal tests' own typos
+    unknown: dict[str, str] = {}
+    for file in files:
+        try:
+            text = (ROOT / file).read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        for name in re.findall(r"MODELSHIP_[A-Z0-9_]*[A-Z0-9]", text):
+            if name not in settings and name not in TOOLING_ENV and name not in typo_tests:
+                unknown.setdefault(name, file)
+    assert not unknown, f"add these to service.settings.TOOLING_ENV (or make them settings): {unknown}"

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from model.metrics import QualityGate
 from model.pipeline import export_run
+from service import repository as repository_module
 from service.config import ModelConfig, VersionPolicy
 from service.errors import Code, InvalidArgument, NotFound, Unavailable
 from service.repository import ModelRepository, State
@@ -153,3 +157,84 @@ def test_background_polling_picks_up_a_new_version(fresh_base: Path, linear_run:
         assert repo.resolve("linear").version == 2
     finally:
         repo.stop()
+
+
+def _counting_loads(monkeypatch: pytest.MonkeyPatch, gate: threading.Event | None = None,
+                    loading: threading.Event | None = None) -> list[int]:
+    """Record every load (and optionally hold each one until ``gate`` is set)."""
+    loads: list[int] = []
+    real = repository_module.load
+
+    def load(name: str, version: int, path: Path, **kwargs: Any) -> Any:
+        loads.append(version)
+        if loading is not None:
+            loading.set()
+        if gate is not None:
+            assert gate.wait(30)
+        return real(name, version, path, **kwargs)
+
+    monkeypatch.setattr(repository_module, "load", load)
+    return loads
+
+
+def _available_means_servable(repo: ModelRepository, name: str) -> None:
+    for status in repo.statuses(name):
+        if status.state == State.AVAILABLE:
+            assert repo.resolve(name, version=status.version).version == status.version
+
+
+def test_reconfigure_while_a_version_loads_never_leaves_it_available_but_unservable(
+        fresh_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, loading = threading.Event(), threading.Event()
+    loads = _counting_loads(monkeypatch, gate, loading)
+    config = ModelConfig("linear", fresh_base / "linear")
+    repo = ModelRepository([config], poll_seconds=0.05, settle_seconds=0, enable_warmup=False)
+    repo.start()
+    try:
+        assert loading.wait(30)
+        applied = repo.reconfigure([config])  # the same model: a new record while version 1 loads
+        gate.set()
+        assert applied.wait(30)
+        deadline = time.monotonic() + 30
+        while not repo.ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # several more polls
+        assert repo.resolve("linear").version == 1
+        _available_means_servable(repo, "linear")
+        assert loads == [1], "version 1 was loaded more than once"
+    finally:
+        gate.set()
+        repo.stop()
+
+
+def test_reconfiguring_in_a_loop_while_versions_appear(fresh_base: Path, linear_run: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = _counting_loads(monkeypatch)
+    config = ModelConfig("linear", fresh_base / "linear", VersionPolicy("all"))
+    repo = ModelRepository([config], poll_seconds=0.02, settle_seconds=0, enable_warmup=False)
+    repo.start()
+    stop = threading.Event()
+
+    def reconfigure_forever() -> None:
+        while not stop.is_set():
+            repo.reconfigure([ModelConfig("linear", fresh_base / "linear", VersionPolicy("all"))])
+            time.sleep(0.003)
+
+    churn = threading.Thread(target=reconfigure_forever)
+    churn.start()
+    try:
+        for version in (2, 3, 4):
+            _export(linear_run, fresh_base, version)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(NotFound):
+                    if repo.resolve("linear", version=version):
+                        break
+                time.sleep(0.02)
+            _available_means_servable(repo, "linear")
+    finally:
+        stop.set()
+        churn.join()
+        repo.stop()
+    assert sorted(loads) == [1, 2, 3, 4], loads
+    assert {s.version for s in repo.statuses("linear") if s.state == State.AVAILABLE} == {1, 2, 3, 4}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -185,3 +186,26 @@ def test_auth_token_file_and_config_file(tmp_path: Path, fresh_base: Path) -> No
         assert len(ok.json()["predictions"]) == 1
     finally:
         assert server.terminate() == 0
+
+
+@pytest.mark.parametrize(("args", "env"), [(["--auth_token_file={token}"], {}), ([], {"MODELSHIP_AUTH_TOKEN": ""})])
+def test_a_blank_auth_token_refuses_to_start_the_server(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    token = tmp_path / "token"
+    token.write_text("\n")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIP_")}
+    done = subprocess.run([sys.executable, "-m", "service", "--model_base_path=/nonexistent",
+                           *(a.format(token=token) for a in args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**full_env, **env})
+    assert done.returncode == 2, done.stderr
+    assert "is empty: refusing to start an unauthenticated server" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_shell_that_ran_the_project_scripts_can_still_start_a_server(tmp_path: Path, fresh_base: Path) -> None:
+    server = ServerProcess([f"--model_base_path={fresh_base / 'linear'}", "--model_name=linear"],
+                           env={"MODELSHIP_IMAGE": "modelship:0.1.0", "MODELSHIP_HELM": "/usr/bin/helm",
+                                "MODELSHIP_CACHE": str(tmp_path)}, log=tmp_path / "server.log")
+    try:
+        server.wait_ready()
+    finally:
+        assert server.terminate() == 0, server.logs()
