@@ -70,6 +70,11 @@ class DataPlane:
     def resolve(self, spec: ModelSpec) -> Servable:
         return self.repository.resolve(spec.name, spec.version, spec.label)
 
+    def counts_metrics_for(self, model: str) -> bool:
+        """Requests are counted per configured model only: client-chosen names would make the
+        metrics' label sets grow without bound."""
+        return self.repository.has_model(model)
+
     # -- inference -----------------------------------------------------------------------------
 
     async def predict(self, servable: Servable, info: sig.SignatureInfo,

@@ -58,6 +58,8 @@ class ServingError(Exception):
     code: Code = Code.INTERNAL
 
     def __init__(self, message: str, code: Code | None = None) -> None:
+        # Messages quote client input; a lone surrogate there must not break the JSON or gRPC encoder.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
         if code is not None:

@@ -269,6 +269,9 @@ class ModelRepository:
     def model_names(self) -> list[str]:
         return list(self._models)
 
+    def has_model(self, name: str) -> bool:
+        return name in self._models
+
     def ready(self) -> bool:
         """True once every configured model has at least one AVAILABLE version."""
         return all(m.available for m in self._models.values())

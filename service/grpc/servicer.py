@@ -93,7 +93,7 @@ def rpc(api: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Await
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
                 incoming.memory.release()
-                if call.model:
+                if call.model and self.dataplane.counts_metrics_for(call.model):
                     self.metrics.observe(call.model, call.version, api, code, "grpc",
                                          time.perf_counter() - started)
             raise AssertionError("unreachable")  # context.abort always raises

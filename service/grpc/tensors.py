@@ -43,7 +43,7 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
     what = f"input '{name}'"
     entry = _DTYPES.get(proto.dtype)
     if entry is None:
-        raise Unimplemented(f"{what}: dtype {types_pb2.DataType.Name(proto.dtype)} is not supported")
+        raise Unimplemented(f"{what}: dtype {_dtype_name(proto.dtype)} is not supported")
     dtype, field = entry
     if proto.tensor_shape.unknown_rank:
         raise InvalidArgument(f"{what}: tensor shape must be known")
@@ -75,6 +75,14 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
         return np.broadcast_to(arr, (count,)).reshape(shape).copy()
     # no values at all: TF fills the shape with zeros / empty strings
     return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
+
+
+def _dtype_name(number: int) -> str:
+    """The DataType's name; a client may send a number the enum does not define."""
+    try:
+        return str(types_pb2.DataType.Name(number))
+    except ValueError:
+        return f"DataType({number}), which is not a TensorFlow dtype"
 
 
 def from_numpy(arr: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,9 @@ def to_array(value: Any, tensor: sig.TensorInfo, what: str) -> np.ndarray:
         return _strings(value, what)
     # Checked before numpy sees it: one string among numbers would make numpy build a text array
     # of (elements x longest string) characters, a few kB of JSON asking for gigabytes.
-    leaf = _non_number(value)
+    leaf = _non_number(value, _F32_MAX if want == np.float32 else math.inf)
+    if type(leaf) is float:
+        raise InvalidArgument(f"{what}: value {leaf} out of range for {tensor.dtype_name}")
     if leaf is not None:
         raise InvalidArgument(f"{what}: JSON value of type {_LEAF_KINDS.get(type(leaf), 'object')} is not "
                               f"of expected type {tensor.dtype_name}")
@@ -51,17 +54,24 @@ def to_array(value: Any, tensor: sig.TensorInfo, what: str) -> np.ndarray:
 _LEAF_KINDS = {str: "string", dict: "object", type(None): "null"}
 
 
-def _non_number(value: Any) -> Any:
-    """The first leaf of nested lists that is not a number or boolean, else None."""
-    if type(value) is not list:
-        return None if type(value) in (int, float, bool) else value
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _non_number(value: Any, limit: float) -> Any:
+    """The first leaf of nested lists that is not a number or boolean, or a finite float beyond
+    ``limit`` (a float32 input cannot hold it; infinities sent as such pass); else None."""
     stack = [value]
     while stack:
-        for item in stack.pop():
+        items = stack.pop()
+        for item in items if type(items) is list else (items,):
             kind = type(item)
+            if kind is float:
+                if -limit <= item <= limit or item != item or item in (math.inf, -math.inf):
+                    continue
+                return item
             if kind is list:
                 stack.append(item)
-            elif kind is not float and kind is not int and kind is not bool:
+            elif kind is not int and kind is not bool:
                 return item
     return None
 
