@@ -17,9 +17,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.rollout_operator.durations import format_duration
-from scripts.rollout_operator.observations import Measurement
-from scripts.rollout_operator.spec import MODEL_APIS, AnalysisSpec, DisagreementCheck
+from rollout_operator.durations import format_duration
+from rollout_operator.observations import Measurement
+from rollout_operator.spec import MODEL_APIS, AnalysisSpec, DisagreementCheck
 
 Snapshot = dict[str, Any]  # {"requests": float, "errors": float, "buckets": {le: cumulative count}}
 

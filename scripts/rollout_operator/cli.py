@@ -1,4 +1,4 @@
-"""``scripts/rollout`` (``python -m scripts.rollout_operator.cli``): drive ModelRollouts by hand.
+"""``modelship-rollout`` (``scripts/rollout`` in a checkout): drive ModelRollouts by hand.
 
 Every command is one patch of the resource, so ``kubectl`` does the same (see the README):
 
@@ -25,9 +25,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from scripts.rollout_operator.kube import Kube, current_namespace, load_client
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
-from scripts.rollout_operator.status import ABORTED, FAILED, INVALID, SUCCEEDED
+from rollout_operator.kube import Kube, current_namespace, load_client
+from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
+from rollout_operator.status import ABORTED, FAILED, INVALID, SUCCEEDED
 
 TERMINAL = (SUCCEEDED, FAILED, ABORTED, INVALID)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from scripts.rollout_operator.analysis import history_line
-from scripts.rollout_operator.durations import format_duration
-from scripts.rollout_operator.names import COMMAND_ANNOTATIONS
-from scripts.rollout_operator.observations import Observations
-from scripts.rollout_operator.spec import ModelSpec, RolloutSpec, SpecError, parse_source
-from scripts.rollout_operator.status import (
+from rollout_operator.analysis import history_line
+from rollout_operator.durations import format_duration
+from rollout_operator.names import COMMAND_ANNOTATIONS
+from rollout_operator.observations import Observations
+from rollout_operator.spec import ModelSpec, RolloutSpec, SpecError, parse_source
+from rollout_operator.status import (
     ABORTED,
     ACTIVE_PHASES,
     FAILED,

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.kube import Kube, is_status
-from scripts.rollout_operator.metrics import OperatorMetrics
-from scripts.rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
-from scripts.rollout_operator.observations import Observations
-from scripts.rollout_operator.probes import (
+from rollout_operator import decide
+from rollout_operator.kube import Kube, is_status
+from rollout_operator.metrics import OperatorMetrics
+from rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
+from rollout_operator.observations import Observations
+from rollout_operator.probes import (
     DirectPodHttp,
     PodHttp,
     ProbeError,
@@ -27,9 +27,9 @@ from scripts.rollout_operator.probes import (
     served_version,
     verify_pod,
 )
-from scripts.rollout_operator.spec import RolloutSpec, SpecError, parse_spec
-from scripts.rollout_operator.status import Status
-from scripts.rollout_operator.templates import (
+from rollout_operator.spec import RolloutSpec, SpecError, parse_spec
+from rollout_operator.status import Status
+from rollout_operator.templates import (
     OverlayError,
     canary_deployment,
     find_container,
@@ -37,7 +37,7 @@ from scripts.rollout_operator.templates import (
     overlay,
     target_apply,
 )
-from scripts.rollout_operator.views import canary_view, pod_view, target_view
+from rollout_operator.views import canary_view, pod_view, target_view
 
 log = logging.getLogger("modelship.rollout.driver")
 DEFAULT_REST_PORT = 8501

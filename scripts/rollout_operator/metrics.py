@@ -19,7 +19,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from scripts.rollout_operator.status import ABORTED, FAILED, PHASES, SUCCEEDED, Status
+from rollout_operator.status import ABORTED, FAILED, PHASES, SUCCEEDED, Status
 
 
 class OperatorMetrics:

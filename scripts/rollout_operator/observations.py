@@ -1,7 +1,7 @@
 """What the operator observed of the cluster (and of the pods' answers) for one reconcile.
 
-:mod:`scripts.rollout_operator.driver` builds these from API objects and probe results;
-:mod:`scripts.rollout_operator.decide` reads only these, so the decision logic is testable with
+:mod:`rollout_operator.driver` builds these from API objects and probe results;
+:mod:`rollout_operator.decide` reads only these, so the decision logic is testable with
 plain fixture values.
 """
 

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from scripts.rollout_operator.analysis import (
+from rollout_operator.analysis import (
     DisagreementOutcome,
     Snapshot,
     TrackStats,
@@ -30,9 +30,9 @@ from scripts.rollout_operator.analysis import (
     prometheus_queries,
     prometheus_value,
 )
-from scripts.rollout_operator.kube import Kube
-from scripts.rollout_operator.observations import Measurement, PodView, Verification
-from scripts.rollout_operator.spec import DEFAULT_NON_ERROR_CODES, AnalysisSpec, DisagreementCheck
+from rollout_operator.kube import Kube
+from rollout_operator.observations import Measurement, PodView, Verification
+from rollout_operator.spec import DEFAULT_NON_ERROR_CODES, AnalysisSpec, DisagreementCheck
 
 log = logging.getLogger("modelship.rollout.probes")
 TIMEOUT = 5.0

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scripts.rollout_operator.durations import parse_duration
+from rollout_operator.durations import parse_duration
 
 # Codes (the server's ``code`` label: TF/gRPC canonical names) that do not count as errors of the
 # model version: a success, a client that went away, and requests refused before the model ran.

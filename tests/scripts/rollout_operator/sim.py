@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
-from scripts.rollout_operator.observations import (
+from rollout_operator import decide
+from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
+from rollout_operator.observations import (
     CanaryView,
     Measurement,
     Observations,
@@ -24,8 +24,8 @@ from scripts.rollout_operator.observations import (
     TargetView,
     Verification,
 )
-from scripts.rollout_operator.spec import RolloutSpec, parse_spec
-from scripts.rollout_operator.status import Status
+from rollout_operator.spec import RolloutSpec, parse_spec
+from rollout_operator.status import Status
 
 NOW = 1_800_000_000.0
 SHA_A = "a" * 64

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scripts.rollout_operator.analysis import (
+from rollout_operator.analysis import (
     DisagreementOutcome,
     TrackStats,
     compare_predictions,
@@ -18,7 +18,7 @@ from scripts.rollout_operator.analysis import (
     prometheus_queries,
     prometheus_value,
 )
-from scripts.rollout_operator.spec import DEFAULT_NON_ERROR_CODES, DisagreementCheck, parse_spec
+from rollout_operator.spec import DEFAULT_NON_ERROR_CODES, DisagreementCheck, parse_spec
 from service.errors import Code
 from service.metrics import Metrics
 from tests.scripts.rollout_operator.sim import spec_dict

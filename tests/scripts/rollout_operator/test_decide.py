@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.decide import (
+from rollout_operator import decide
+from rollout_operator.decide import (
     ApplyCanary,
     ApplyTargetModel,
     DeleteCanary,
@@ -19,8 +19,8 @@ from scripts.rollout_operator.decide import (
     reconcile,
     weight_percent,
 )
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_RETRY
-from scripts.rollout_operator.observations import (
+from rollout_operator.names import ANN_PROMOTE, ANN_RETRY
+from rollout_operator.observations import (
     CanaryView,
     Measurement,
     Observations,
@@ -28,8 +28,8 @@ from scripts.rollout_operator.observations import (
     TargetView,
     Verification,
 )
-from scripts.rollout_operator.spec import ModelSpec, SpecError, UrlSource
-from scripts.rollout_operator.status import Status
+from rollout_operator.spec import ModelSpec, SpecError, UrlSource
+from rollout_operator.status import Status
 from tests.scripts.rollout_operator.sim import NOW, SHA_B, World, mk_spec, result, spec_dict
 
 REV = mk_spec().model.revision()
