@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rollout_operator.phases import Verdict, VerificationOutcome
+
 
 @dataclass(frozen=True)
 class PodView:
@@ -60,7 +62,7 @@ class CanaryView:
 class Verification:
     """Result of checking one canary pod before it gets traffic."""
 
-    outcome: Literal["passed", "failed", "error"]
+    outcome: VerificationOutcome
     message: str = ""
 
 
@@ -69,7 +71,7 @@ class Measurement:
     """One analysis measurement (``kind="baseline"`` only records counters to diff against later)."""
 
     kind: Literal["baseline", "result"]
-    phase: Literal["Successful", "Failed", "Inconclusive", "Error", ""] = ""
+    phase: Verdict | Literal[""] = ""
     message: str = ""
     metrics: tuple[dict[str, Any], ...] = ()
     baseline: dict[str, Any] | None = None

@@ -32,6 +32,7 @@ from rollout_operator.analysis import (
 )
 from rollout_operator.kube import Kube
 from rollout_operator.observations import Measurement, PodView, Verification
+from rollout_operator.phases import Verdict, VerificationOutcome
 from rollout_operator.spec import DEFAULT_NON_ERROR_CODES, AnalysisSpec, DisagreementCheck
 
 log = logging.getLogger("modelship.rollout.probes")
@@ -130,7 +131,7 @@ def disagreement(
         c = predict(http, canary, model, version, check.inputs)
         s = predict(http, stable, model, None, check.inputs)
     except ProbeError as exc:
-        return DisagreementOutcome("Error", None, str(exc))
+        return DisagreementOutcome(Verdict.ERROR, None, str(exc))
     return judge_disagreement(check, c, s)
 
 
@@ -147,25 +148,28 @@ def verify_pod(
     try:
         status, data = http.request(pod, "GET", f"/v1/models/{model}/versions/{version}")
     except ProbeError as exc:
-        return Verification("error", str(exc))
+        return Verification(VerificationOutcome.ERROR, str(exc))
     body = _json(data)
     states = [v.get("state") for v in body.get("model_version_status", [])] if isinstance(body, dict) else []
     if status != 200 or "AVAILABLE" not in states:
         detail = body.get("error") if isinstance(body, dict) and "error" in body else f"states {states}"
         return Verification(
-            "failed",
+            VerificationOutcome.FAILED,
             f"model {model} version {version} is not AVAILABLE on the pod "
             f"(HTTP {status}: {detail}); with the latest-version policy the rolled-out "
             "version must be the highest one present",
         )
     if check is None:
-        return Verification("passed", f"serves {model} version {version}")
+        return Verification(VerificationOutcome.PASSED, f"serves {model} version {version}")
     if stable is None:
-        return Verification("error", "no ready stable pod to compare predictions with")
+        return Verification(VerificationOutcome.ERROR, "no ready stable pod to compare predictions with")
     outcome = disagreement(http, check, model, version, pod, stable)
-    if outcome.phase == "Successful":
-        return Verification("passed", f"serves {model} version {version}; {outcome.message}")
-    return Verification("failed" if outcome.phase == "Failed" else "error", outcome.message)
+    if outcome.phase == Verdict.SUCCESSFUL:
+        return Verification(
+            VerificationOutcome.PASSED, f"serves {model} version {version}; {outcome.message}"
+        )
+    failed = outcome.phase == Verdict.FAILED
+    return Verification(VerificationOutcome.FAILED if failed else VerificationOutcome.ERROR, outcome.message)
 
 
 def scrape(http: PodHttp, pod: PodView, model: str, non_error_codes: Sequence[str]) -> Snapshot:
@@ -238,7 +242,9 @@ def measure(
         if stable:
             outcome = disagreement(http, spec.disagreement, model, version, canary[0], stable[0])
         else:
-            outcome = DisagreementOutcome("Error", None, "no ready stable pod to compare predictions with")
+            outcome = DisagreementOutcome(
+                Verdict.ERROR, None, "no ready stable pod to compare predictions with"
+            )
     result = evaluate(spec, canary_stats, stable_stats, outcome, notes)
     return dataclasses.replace(result, baseline=new_baseline)
 
