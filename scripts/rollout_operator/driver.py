@@ -19,16 +19,9 @@ from rollout_operator.kube import Kube, is_status
 from rollout_operator.metrics import OperatorMetrics
 from rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
 from rollout_operator.observations import Observations
+from rollout_operator.pod_http import DirectPodHttp, PodHttp, ProbeError, ProxyPodHttp
 from rollout_operator.probe_plan import plan_probes
-from rollout_operator.probes import (
-    DirectPodHttp,
-    PodHttp,
-    ProbeError,
-    ProxyPodHttp,
-    measure,
-    served_version,
-    verify_pod,
-)
+from rollout_operator.probes import measure, served_version, verify_pod
 from rollout_operator.spec import RolloutSpec, SpecError, parse_spec
 from rollout_operator.status import Status
 from rollout_operator.templates import (

@@ -6,7 +6,6 @@ inconclusive results beyond ``inconclusiveLimit`` pause the canary for a human. 
 
 from __future__ import annotations
 
-from rollout_operator.analysis import history_line
 from rollout_operator.context import Context
 from rollout_operator.phases import (
     CANARY_PHASES,
@@ -19,6 +18,7 @@ from rollout_operator.phases import (
 )
 from rollout_operator.rollback import begin_rollback
 from rollout_operator.status import HISTORY, to_rfc3339
+from rollout_operator.verdict import history_line
 
 
 def record_measurement(ctx: Context) -> bool:

@@ -14,12 +14,8 @@ import httpx
 import pytest
 
 from rollout_operator.observations import PodView
-from rollout_operator.probes import (
-    DirectPodHttp,
-    measure,
-    served_version,
-    verify_pod,
-)
+from rollout_operator.pod_http import DirectPodHttp
+from rollout_operator.probes import measure, served_version, verify_pod
 from rollout_operator.spec import DisagreementCheck, parse_spec
 from tests.fixtures import ServerProcess, free_port
 from tests.scripts.rollout_operator.models import export_kind
