@@ -39,5 +39,5 @@ def test_console_scripts_point_at_callables() -> None:
 
 def test_the_operator_extra_has_what_the_operator_imports() -> None:
     extra = " ".join(PYPROJECT["project"]["optional-dependencies"]["operator"])
-    for requirement in ("kubernetes", "prometheus-client"):
+    for requirement in ("kubernetes", "prometheus-client", "pydantic"):
         assert requirement in extra
