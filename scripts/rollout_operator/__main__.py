@@ -1,4 +1,4 @@
-"""``python -m scripts.rollout_operator``: run the rollout operator for one namespace.
+"""``modelship-rollout-operator`` (or ``python -m rollout_operator``): run the operator for one namespace.
 
 Waits for the leader Lease, then watches ModelRollouts and reconciles them until SIGTERM, when it
 stops its workers and releases the Lease. Serves /metrics, /healthz and /readyz throughout.
@@ -19,12 +19,12 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from scripts.rollout_operator.controller import Controller
-from scripts.rollout_operator.driver import Driver
-from scripts.rollout_operator.health import HealthServer
-from scripts.rollout_operator.kube import Kube, current_namespace, load_client
-from scripts.rollout_operator.leader import LeaderElector
-from scripts.rollout_operator.metrics import OperatorMetrics
+from rollout_operator.controller import Controller
+from rollout_operator.driver import Driver
+from rollout_operator.health import HealthServer
+from rollout_operator.kube import Kube, current_namespace, load_client
+from rollout_operator.leader import LeaderElector
+from rollout_operator.metrics import OperatorMetrics
 
 log = logging.getLogger("modelship.rollout")
 STALE_AFTER = 60.0
@@ -32,7 +32,7 @@ STALE_AFTER = 60.0
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m scripts.rollout_operator",
+        prog="modelship-rollout-operator",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""``scripts/rollout`` (``python -m scripts.rollout_operator.cli``): drive ModelRollouts by hand.
+"""``modelship-rollout`` (``scripts/rollout`` in a checkout): drive ModelRollouts by hand.
 
 Every command is one patch of the resource, so ``kubectl`` does the same (see the README):
 
@@ -25,11 +25,11 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from scripts.rollout_operator.kube import Kube, current_namespace, load_client
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
-from scripts.rollout_operator.status import ABORTED, FAILED, INVALID, SUCCEEDED
+from rollout_operator.kube import Kube, current_namespace, load_client
+from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
+from rollout_operator.phases import DONE_PHASES, Phase
 
-TERMINAL = (SUCCEEDED, FAILED, ABORTED, INVALID)
+TERMINAL = (*DONE_PHASES, Phase.INVALID)
 
 
 def token() -> str:
@@ -149,7 +149,7 @@ def _status(kube: Kube, namespace: str, args: argparse.Namespace) -> int:
         if phase in TERMINAL and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get(
             "generation"
         ):
-            return 0 if phase == SUCCEEDED else 1
+            return 0 if phase == Phase.SUCCEEDED else 1
         if time.monotonic() > deadline:
             print("scripts/rollout: timed out", file=sys.stderr)
             return 2

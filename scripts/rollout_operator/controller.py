@@ -16,12 +16,12 @@ import threading
 import time
 from typing import Any
 
-from scripts.rollout_operator.driver import Driver
-from scripts.rollout_operator.kube import Kube, ListWatchSource
-from scripts.rollout_operator.metrics import OperatorMetrics
-from scripts.rollout_operator.names import GROUP, LABEL_ROLLOUT, LABEL_TRACK, PLURAL, TRACK_CANARY, VERSION
-from scripts.rollout_operator.watcher import Watcher
-from scripts.rollout_operator.workqueue import WorkQueue
+from rollout_operator.driver import Driver
+from rollout_operator.kube import Kube, ListWatchSource
+from rollout_operator.metrics import OperatorMetrics
+from rollout_operator.names import GROUP, LABEL_ROLLOUT, LABEL_TRACK, PLURAL, TRACK_CANARY, VERSION
+from rollout_operator.watcher import Watcher
+from rollout_operator.workqueue import WorkQueue
 
 log = logging.getLogger("modelship.rollout.controller")
 Obj = dict[str, Any]

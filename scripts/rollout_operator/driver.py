@@ -13,23 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.kube import Kube, is_status
-from scripts.rollout_operator.metrics import OperatorMetrics
-from scripts.rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
-from scripts.rollout_operator.observations import Observations
-from scripts.rollout_operator.probes import (
-    DirectPodHttp,
-    PodHttp,
-    ProbeError,
-    ProxyPodHttp,
-    measure,
-    served_version,
-    verify_pod,
-)
-from scripts.rollout_operator.spec import RolloutSpec, SpecError, parse_spec
-from scripts.rollout_operator.status import Status
-from scripts.rollout_operator.templates import (
+from rollout_operator import decide
+from rollout_operator.actions import Action, ApplyCanary, ApplyTargetModel, DeleteCanary, OpenGate
+from rollout_operator.kube import Kube, is_status
+from rollout_operator.metrics import OperatorMetrics
+from rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
+from rollout_operator.observations import Observations
+from rollout_operator.pod_http import DirectPodHttp, PodHttp, ProbeError, ProxyPodHttp
+from rollout_operator.probe_plan import plan_probes
+from rollout_operator.probes import measure, served_version, verify_pod
+from rollout_operator.spec import RolloutSpec, SpecError, parse_spec
+from rollout_operator.status import Status
+from rollout_operator.templates import (
     OverlayError,
     canary_deployment,
     find_container,
@@ -37,7 +32,7 @@ from scripts.rollout_operator.templates import (
     overlay,
     target_apply,
 )
-from scripts.rollout_operator.views import canary_view, pod_view, target_view
+from rollout_operator.views import canary_view, pod_view, target_view
 
 log = logging.getLogger("modelship.rollout.driver")
 DEFAULT_REST_PORT = 8501
@@ -150,7 +145,7 @@ class Driver:
         mname: str,
         now: float,
     ) -> Observations:
-        plan = decide.plan_probes(spec, status, obs, now)
+        plan = plan_probes(spec, status, obs, now)
         if not (plan.verify or plan.measure or plan.stable_version):
             return obs
         http = self.http(namespace, port)
@@ -197,7 +192,7 @@ class Driver:
         obj: dict[str, Any],
         spec: RolloutSpec,
         dep: dict[str, Any],
-        actions: list[decide.Action],
+        actions: list[Action],
         now: float,
     ) -> None:
         namespace = obj["metadata"]["namespace"]
@@ -219,11 +214,11 @@ class Driver:
         obj: dict[str, Any],
         spec: RolloutSpec,
         dep: dict[str, Any],
-        action: decide.Action,
+        action: Action,
         namespace: str,
         now: float,
     ) -> None:
-        if isinstance(action, decide.ApplyCanary):
+        if isinstance(action, ApplyCanary):
             body = canary_deployment(
                 obj,
                 dep,
@@ -234,9 +229,9 @@ class Driver:
                 spec.strategy.canary.traffic_gate,
             )
             self.kube.apply_deployment(body, force=True)
-        elif isinstance(action, decide.DeleteCanary):
+        elif isinstance(action, DeleteCanary):
             self.kube.delete_deployment(namespace, canary_name(spec.target))
-        elif isinstance(action, decide.ApplyTargetModel):
+        elif isinstance(action, ApplyTargetModel):
             template = dep["spec"]["template"]
             ov = (
                 overlay(template, spec.container, action.model, action.model.revision())
@@ -244,7 +239,7 @@ class Driver:
                 else None
             )
             self.kube.apply_deployment(target_apply(namespace, spec.target, ov), force=False)
-        elif isinstance(action, decide.OpenGate):
+        elif isinstance(action, OpenGate):
             self.kube.set_pod_condition(
                 namespace,
                 action.pod,

@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from scripts.rollout_operator.names import API_VERSION, COMPONENT, FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
+from rollout_operator.names import API_VERSION, COMPONENT, FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("modelship.rollout.kube")
 

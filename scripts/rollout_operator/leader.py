@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scripts.rollout_operator.kube import Kube, is_status, micro_time
+from rollout_operator.kube import Kube, is_status, micro_time
 
 log = logging.getLogger("modelship.rollout.leader")
 

@@ -19,7 +19,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from scripts.rollout_operator.status import ABORTED, FAILED, PHASES, SUCCEEDED, Status
+from rollout_operator.phases import DONE_PHASES, PHASES
+from rollout_operator.status import Status
 
 
 class OperatorMetrics:
@@ -107,7 +108,7 @@ class OperatorMetrics:
             self.steps.labels(namespace, rollout).set(after.steps)
             if after.analysis.measurements > before.analysis.measurements and after.analysis.last:
                 self.measurements.labels(namespace, rollout, after.analysis.last.get("phase", "")).inc()
-            finished = after.phase in (SUCCEEDED, FAILED, ABORTED) and before.phase != after.phase
+            finished = after.phase in DONE_PHASES and before.phase != after.phase
             if finished and after.started_at is not None and after.finished_at is not None:
                 self.duration.labels(after.phase).observe(max(0.0, after.finished_at - after.started_at))
 

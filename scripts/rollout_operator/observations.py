@@ -1,7 +1,7 @@
 """What the operator observed of the cluster (and of the pods' answers) for one reconcile.
 
-:mod:`scripts.rollout_operator.driver` builds these from API objects and probe results;
-:mod:`scripts.rollout_operator.decide` reads only these, so the decision logic is testable with
+:mod:`rollout_operator.driver` builds these from API objects and probe results;
+:mod:`rollout_operator.decide` reads only these, so the decision logic is testable with
 plain fixture values.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from rollout_operator.phases import Verdict, VerificationOutcome
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class CanaryView:
 class Verification:
     """Result of checking one canary pod before it gets traffic."""
 
-    outcome: Literal["passed", "failed", "error"]
+    outcome: VerificationOutcome
     message: str = ""
 
 
@@ -69,7 +71,7 @@ class Measurement:
     """One analysis measurement (``kind="baseline"`` only records counters to diff against later)."""
 
     kind: Literal["baseline", "result"]
-    phase: Literal["Successful", "Failed", "Inconclusive", "Error", ""] = ""
+    phase: Verdict | Literal[""] = ""
     message: str = ""
     metrics: tuple[dict[str, Any], ...] = ()
     baseline: dict[str, Any] | None = None

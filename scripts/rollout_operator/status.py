@@ -11,18 +11,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-# Phases, in the order a rollout usually meets them.
-PENDING = "Pending"
-PROGRESSING = "Progressing"
-PAUSED = "Paused"
-PROMOTING = "Promoting"
-SUCCEEDED = "Succeeded"
-ROLLING_BACK = "RollingBack"
-FAILED = "Failed"
-ABORTED = "Aborted"
-INVALID = "Invalid"
-PHASES = (PENDING, PROGRESSING, PAUSED, PROMOTING, SUCCEEDED, ROLLING_BACK, FAILED, ABORTED, INVALID)
-ACTIVE_PHASES = (PROGRESSING, PAUSED, PROMOTING, ROLLING_BACK)
+from rollout_operator.phases import plain
+
 HISTORY = 5
 
 
@@ -97,7 +87,7 @@ class AnalysisStatus:
 class Status:
     """Everything the operator knows about one ModelRollout, as stored in ``.status``."""
 
-    phase: str = ""
+    phase: str = ""  # a Phase ("" until the first reconcile)
     message: str = ""
     observed_generation: int = 0
     revision: str = ""
@@ -110,12 +100,12 @@ class Status:
     current_step: int = 0
     steps: int = 0
     step_started_at: float | None = None
-    pause_reason: str = ""
+    pause_reason: str = ""  # a PauseReason or ""
     desired_weight: int = 0
     canary_weight: int = 0
     canary_replicas: int = 0
     promotion_started_at: float | None = None
-    rollback_reason: str = ""
+    rollback_reason: str = ""  # a FailureReason or ""
     started_at: float | None = None
     finished_at: float | None = None
     handled: dict[str, str] = field(default_factory=dict)
@@ -131,7 +121,7 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "phase": self.phase,
+            "phase": plain(self.phase),
             "message": self.message,
             "observedGeneration": self.observed_generation,
             "revision": self.revision,
@@ -142,11 +132,11 @@ class Status:
             "currentStep": self.current_step,
             "steps": self.steps,
             "progress": self.progress,
-            "pauseReason": self.pause_reason,
+            "pauseReason": plain(self.pause_reason),
             "desiredWeight": self.desired_weight,
             "canaryWeight": self.canary_weight,
             "canaryReplicas": self.canary_replicas,
-            "rollbackReason": self.rollback_reason,
+            "rollbackReason": plain(self.rollback_reason),
             "handled": dict(self.handled),
             "analysis": self.analysis.to_dict(),
             "conditions": copy.deepcopy(self.conditions),
@@ -211,13 +201,13 @@ def set_condition(
         if cond.get("type") == type_:
             if cond.get("status") != value:
                 cond["lastTransitionTime"] = to_rfc3339(now)
-            cond.update(status=value, reason=reason, message=message, observedGeneration=generation)
+            cond.update(status=value, reason=plain(reason), message=message, observedGeneration=generation)
             return
     conditions.append(
         {
-            "type": type_,
+            "type": plain(type_),
             "status": value,
-            "reason": reason,
+            "reason": plain(reason),
             "message": message,
             "lastTransitionTime": to_rfc3339(now),
             "observedGeneration": generation,

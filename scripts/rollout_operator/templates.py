@@ -21,7 +21,7 @@ import copy
 import json
 from typing import Any
 
-from scripts.rollout_operator.names import (
+from rollout_operator.names import (
     ANN_MODEL_REVISION,
     ANN_MODEL_SOURCE,
     ANN_MODEL_VERSION,
@@ -36,7 +36,7 @@ from scripts.rollout_operator.names import (
     TRACK_CANARY,
     canary_name,
 )
-from scripts.rollout_operator.spec import ImageSource, ModelSpec, UrlSource
+from rollout_operator.spec import ImageSource, ModelSpec, UrlSource
 
 # Where the operator's init container sees the model volume (never the model root itself, so an
 # image source's own files at the root stay visible to the copy).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from scripts.rollout_operator.names import (
+from rollout_operator.names import (
     ANN_MODEL_REVISION,
     ANN_MODEL_SOURCE,
     ANN_MODEL_VERSION,
@@ -13,9 +13,9 @@ from scripts.rollout_operator.names import (
     LABEL_TRACK,
     TRACK_CANARY,
 )
-from scripts.rollout_operator.observations import CanaryView, PodView, TargetView
-from scripts.rollout_operator.spec import ModelSpec
-from scripts.rollout_operator.templates import OverlayError, overlay
+from rollout_operator.observations import CanaryView, PodView, TargetView
+from rollout_operator.spec import ModelSpec
+from rollout_operator.templates import OverlayError, overlay
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
-from scripts.rollout_operator.observations import (
+from rollout_operator import actions as act
+from rollout_operator import decide, probe_plan
+from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
+from rollout_operator.observations import (
     CanaryView,
     Measurement,
     Observations,
@@ -24,8 +25,8 @@ from scripts.rollout_operator.observations import (
     TargetView,
     Verification,
 )
-from scripts.rollout_operator.spec import RolloutSpec, parse_spec
-from scripts.rollout_operator.status import Status
+from rollout_operator.spec import RolloutSpec, parse_spec
+from rollout_operator.status import Status
 
 NOW = 1_800_000_000.0
 SHA_A = "a" * 64
@@ -104,8 +105,8 @@ class World:
     rolling: int = 0  # ticks until the serving Deployment's rollout completes
     verify: Callable[[str], Verification] = lambda pod: Verification("passed", "ok")
     measure: Callable[[World], Measurement | None] = lambda world: None
-    events: list[decide.Event] = field(default_factory=list)
-    actions: list[decide.Action] = field(default_factory=list)
+    events: list[act.Event] = field(default_factory=list)
+    actions: list[act.Action] = field(default_factory=list)
     min_stable_serving: int = 10**9
     verified: set[str] = field(default_factory=set)
     opened_unverified: list[str] = field(default_factory=list)
@@ -131,11 +132,11 @@ class World:
                             verifications=verifications or {}, measurement=measurement,
                             stable_served_version="1")
 
-    def reconcile(self) -> decide.Decision:
+    def reconcile(self) -> act.Decision:
         spec = parse_spec({k: v for k, v in self.spec.items() if not k.startswith("_")})
         status = Status.from_dict(copy.deepcopy(self.status))
         plain = self.observations()
-        plan = decide.plan_probes(spec, status, plain, self.now)
+        plan = probe_plan.plan_probes(spec, status, plain, self.now)
         verifications = {name: self.verify(name) for name in plan.verify}
         self.verified.update(name for name, v in verifications.items() if v.outcome == "passed")
         measurement = self.measure(self) if plan.measure else None
@@ -146,9 +147,9 @@ class World:
         self.actions.extend(d.actions)
         return d
 
-    def apply(self, actions: list[decide.Action]) -> None:
+    def apply(self, actions: list[act.Action]) -> None:
         for action in actions:
-            if isinstance(action, decide.ApplyCanary):
+            if isinstance(action, act.ApplyCanary):
                 old = self.canary
                 self.canary = (action.replicas, action.revision)
                 if old is not None and old[1] != action.revision:
@@ -160,18 +161,18 @@ class World:
                     self.pods.append(SimPod(f"canary-{next(self._names)}", action.revision, True))
                 for p in live[action.replicas:]:
                     p.terminating = 1
-            elif isinstance(action, decide.DeleteCanary):
+            elif isinstance(action, act.DeleteCanary):
                 self.canary = None
                 for p in self.pods:
                     if p.canary and not p.terminating:
                         p.terminating = 1
-            elif isinstance(action, decide.OpenGate):
+            elif isinstance(action, act.OpenGate):
                 if action.pod not in self.verified:
                     self.opened_unverified.append(action.pod)
                 for p in self.pods:
                     if p.name == action.pod:
                         p.gate_open = True
-            elif isinstance(action, decide.ApplyTargetModel):
+            elif isinstance(action, act.ApplyTargetModel):
                 rev = action.model.revision() if action.model else ""
                 if rev != self.stable_revision:
                     self.stable_revision = rev
@@ -182,7 +183,7 @@ class World:
                         self.pods.append(SimPod(f"stable-{next(self._names)}", rev, False))
                     self.rolling = 2
 
-    def tick(self, seconds: float = 5.0) -> decide.Decision:
+    def tick(self, seconds: float = 5.0) -> act.Decision:
         """One reconcile, then time passes: pods age, terminating pods vanish, rollouts progress."""
         d = self.reconcile()
         self.now += seconds
@@ -205,7 +206,7 @@ class World:
         self.min_stable_serving = min(self.min_stable_serving, serving_stable)
         return d
 
-    def run_until(self, phases: tuple[str, ...], max_ticks: int = 200, seconds: float = 5.0) -> decide.Decision:
+    def run_until(self, phases: tuple[str, ...], max_ticks: int = 200, seconds: float = 5.0) -> act.Decision:
         d = self.tick(seconds)
         for _ in range(max_ticks):
             if d.status.phase in phases:

@@ -6,19 +6,12 @@ import math
 
 import pytest
 
-from scripts.rollout_operator.analysis import (
-    DisagreementOutcome,
-    TrackStats,
-    compare_predictions,
-    delta,
-    evaluate,
-    histogram_quantile,
-    judge_disagreement,
-    parse_pod_metrics,
-    prometheus_queries,
-    prometheus_value,
-)
-from scripts.rollout_operator.spec import DEFAULT_NON_ERROR_CODES, DisagreementCheck, parse_spec
+from rollout_operator.disagreement import DisagreementOutcome, compare_predictions, judge_disagreement
+from rollout_operator.pod_metrics import delta, parse_pod_metrics
+from rollout_operator.prometheus import prometheus_queries, prometheus_value
+from rollout_operator.spec import DEFAULT_NON_ERROR_CODES, DisagreementCheck, parse_spec
+from rollout_operator.verdict import evaluate
+from rollout_operator.window import TrackStats, histogram_quantile
 from service.errors import Code
 from service.metrics import Metrics
 from tests.scripts.rollout_operator.sim import spec_dict

@@ -92,6 +92,8 @@ def test_operator_pod_is_hardened_like_the_server(render: Any) -> None:
     assert "--server-token-file=/etc/modelship/auth/token" in container["args"]
     assert {"name": "auth", "mountPath": "/etc/modelship/auth", "readOnly": True} in container["volumeMounts"]
     assert container["image"] == "modelship-operator:0.1.0"
+    # the console script of pyproject.toml [project.scripts], which the operator image installs
+    assert container["command"] == ["modelship-rollout-operator"]
 
 
 def test_operator_pods_are_not_serving_pods(render: Any) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.rollout_operator.cli import build_parser, command_patch, describe
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
+from rollout_operator.cli import build_parser, command_patch, describe
+from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
 from tests.scripts.rollout_operator.sim import World, result, spec_dict
 
 REPO = Path(__file__).resolve().parents[3]

@@ -34,11 +34,11 @@ from typing import Any
 
 import pytest
 
-from scripts.rollout_operator.kube import Kube, ListWatchSource, load_client
-from scripts.rollout_operator.leader import LeaderElector
-from scripts.rollout_operator.names import ANN_MODEL_VERSION, ANN_PROMOTE, GROUP, PLURAL, VERSION
-from scripts.rollout_operator.status import from_rfc3339
-from scripts.rollout_operator.watcher import Watcher
+from rollout_operator.kube import Kube, ListWatchSource, load_client
+from rollout_operator.leader import LeaderElector
+from rollout_operator.names import ANN_MODEL_VERSION, ANN_PROMOTE, GROUP, PLURAL, VERSION
+from rollout_operator.status import from_rfc3339
+from rollout_operator.watcher import Watcher
 from tests.scripts.rollout_operator.models import archive, export_kind
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
-from scripts.rollout_operator import names
-from scripts.rollout_operator.spec import parse_spec
-from scripts.rollout_operator.status import PHASES, Status
+from rollout_operator import names
+from rollout_operator.phases import PHASES
+from rollout_operator.spec import parse_spec
+from rollout_operator.status import Status
 from tests.scripts.rollout_operator.sim import World, result, spec_dict
 
 REPO = Path(__file__).resolve().parents[3]

@@ -8,19 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scripts.rollout_operator import decide
-from scripts.rollout_operator.decide import (
-    ApplyCanary,
-    ApplyTargetModel,
-    DeleteCanary,
-    OpenGate,
-    canary_replicas,
-    plan_probes,
-    reconcile,
-    weight_percent,
-)
-from scripts.rollout_operator.names import ANN_PROMOTE, ANN_RETRY
-from scripts.rollout_operator.observations import (
+from rollout_operator import actions, probe_plan
+from rollout_operator.actions import ApplyCanary, ApplyTargetModel, DeleteCanary, OpenGate
+from rollout_operator.decide import reconcile
+from rollout_operator.names import ANN_PROMOTE, ANN_RETRY
+from rollout_operator.observations import (
     CanaryView,
     Measurement,
     Observations,
@@ -28,8 +20,10 @@ from scripts.rollout_operator.observations import (
     TargetView,
     Verification,
 )
-from scripts.rollout_operator.spec import ModelSpec, SpecError, UrlSource
-from scripts.rollout_operator.status import Status
+from rollout_operator.probe_plan import plan_probes
+from rollout_operator.spec import ModelSpec, SpecError, UrlSource
+from rollout_operator.status import Status
+from rollout_operator.weights import canary_replicas, weight_percent
 from tests.scripts.rollout_operator.sim import NOW, SHA_B, World, mk_spec, result, spec_dict
 
 REV = mk_spec().model.revision()
@@ -65,7 +59,7 @@ def started(spec_overrides: dict[str, object] | None = None, **obs_kw: object) -
     return d.status
 
 
-def reasons(d: decide.Decision) -> list[str]:
+def reasons(d: actions.Decision) -> list[str]:
     return [e.reason for e in d.events]
 
 
@@ -122,7 +116,7 @@ def test_first_reconcile_starts_the_canary() -> None:
     assert condition(st_, "Progressing")["status"] == "True"
     assert condition(st_, "Completed")["status"] == "False"
     assert "waiting for 1 canary pod(s)" in st_.message
-    assert d.requeue_after <= decide.WAIT_SECONDS
+    assert d.requeue_after <= actions.WAIT_SECONDS
 
 
 def test_commands_set_before_the_operator_saw_the_rollout_are_not_executed() -> None:
@@ -224,7 +218,7 @@ def test_plan_measures_when_due_and_serving() -> None:
     assert not plan_probes(mk_spec(), status, serving, NOW + 10).measure
     assert plan_probes(mk_spec(), status, serving, NOW + 30).measure
     assert not plan_probes(mk_spec(analysis=None), status, serving, NOW + 30).measure
-    assert plan_probes(SpecError("x"), status, serving, NOW) == decide.ProbePlan()
+    assert plan_probes(SpecError("x"), status, serving, NOW) == probe_plan.ProbePlan()
 
 
 def test_plan_asks_for_the_stable_version_only_when_unknown() -> None:
@@ -596,7 +590,7 @@ def test_succeeded_corrects_drift_and_otherwise_rests() -> None:
     calm = reconcile(mk_spec(), done, obs(target=target(template_revision=REV)), NOW + 40)
     assert calm.actions == []
     assert calm.events == []
-    assert calm.requeue_after == decide.RESYNC_SECONDS
+    assert calm.requeue_after == actions.RESYNC_SECONDS
     drift = reconcile(mk_spec(), done, obs(target=target(template_revision="")), NOW + 50)
     assert ApplyTargetModel(mk_spec().model) in drift.actions
     assert "DriftCorrected" in reasons(drift)

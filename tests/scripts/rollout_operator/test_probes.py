@@ -13,14 +13,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from scripts.rollout_operator.observations import PodView
-from scripts.rollout_operator.probes import (
-    DirectPodHttp,
-    measure,
-    served_version,
-    verify_pod,
-)
-from scripts.rollout_operator.spec import DisagreementCheck, parse_spec
+from rollout_operator.observations import PodView
+from rollout_operator.pod_http import DirectPodHttp
+from rollout_operator.probes import measure, served_version, verify_pod
+from rollout_operator.spec import DisagreementCheck, parse_spec
 from tests.fixtures import ServerProcess, free_port
 from tests.scripts.rollout_operator.models import export_kind
 from tests.scripts.rollout_operator.sim import spec_dict

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from scripts.rollout_operator.health import HealthServer
-from scripts.rollout_operator.leader import LeaderElector
-from scripts.rollout_operator.metrics import OperatorMetrics
-from scripts.rollout_operator.status import Status
-from scripts.rollout_operator.watcher import Backoff, Watcher
-from scripts.rollout_operator.workqueue import WorkQueue
+from rollout_operator.health import HealthServer
+from rollout_operator.leader import LeaderElector
+from rollout_operator.metrics import OperatorMetrics
+from rollout_operator.status import Status
+from rollout_operator.watcher import Backoff, Watcher
+from rollout_operator.workqueue import WorkQueue
 
 
 class Clock:

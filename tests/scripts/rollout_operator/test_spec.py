@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from scripts.rollout_operator.durations import format_duration, parse_duration
-from scripts.rollout_operator.spec import ImageSource, SpecError, Step, UrlSource, parse_spec
+from rollout_operator.durations import format_duration, parse_duration
+from rollout_operator.spec import ImageSource, SpecError, Step, UrlSource, parse_spec
 from tests.scripts.rollout_operator.sim import SHA_A, spec_dict
 
 

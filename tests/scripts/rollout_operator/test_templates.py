@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.rollout_operator.names import (
+from rollout_operator.names import (
     ANN_MODEL_REVISION,
     ANN_MODEL_SOURCE,
     ANN_MODEL_VERSION,
@@ -25,8 +25,8 @@ from scripts.rollout_operator.names import (
     OVERLAY_NAME,
     canary_name,
 )
-from scripts.rollout_operator.spec import ImageSource, ModelSpec, UrlSource
-from scripts.rollout_operator.templates import (
+from rollout_operator.spec import ImageSource, ModelSpec, UrlSource
+from rollout_operator.templates import (
     TARGET_MOUNT,
     OverlayError,
     canary_deployment,
@@ -35,7 +35,7 @@ from scripts.rollout_operator.templates import (
     strip_overlay,
     target_apply,
 )
-from scripts.rollout_operator.views import canary_view, deployment_complete, pod_view, target_view
+from rollout_operator.views import canary_view, deployment_complete, pod_view, target_view
 
 REPO = Path(__file__).resolve().parents[3]
 URL_MODEL = ModelSpec(version=2, source=UrlSource("http://models.local/linear-2.tar.gz", "a" * 64))
@@ -117,7 +117,7 @@ def test_copy_script_is_atomic_and_idempotent(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from scripts.rollout_operator.templates import COPY_SCRIPT
+    from rollout_operator.templates import COPY_SCRIPT
 
     src = tmp_path / "img" / "linear" / "3"
     (src / "variables").mkdir(parents=True)

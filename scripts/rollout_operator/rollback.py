@@ -1,0 +1,47 @@
+"""Rolling back: remove the canary and, when a promotion had started, restore the stable model.
+
+Ends in Failed, or Aborted when the user asked for it (``spec.abort``). Pure.
+"""
+
+from __future__ import annotations
+
+from rollout_operator.actions import ApplyTargetModel
+from rollout_operator.context import Context
+from rollout_operator.phases import EventReason, EventType, FailureReason, Phase
+
+RETRY_SECONDS = 3.0
+
+
+def begin_rollback(ctx: Context, reason: FailureReason, message: str) -> None:
+    st = ctx.st
+    restoring = st.promotion_started_at is not None
+    st.phase, st.rollback_reason, st.pause_reason, st.message = Phase.ROLLING_BACK, reason, "", message
+    ctx.event(
+        EventType.WARNING,
+        EventReason.ROLLBACK_STARTED,
+        f"{reason}: {message}; removing the canary"
+        + (f" and restoring {ctx.stable_label()} on Deployment {ctx.target.name}" if restoring else ""),
+    )
+    rolling_back(ctx)
+
+
+def rolling_back(ctx: Context) -> None:
+    st, t = ctx.st, ctx.target
+    done = ctx.cleanup_canary()
+    if st.promotion_started_at is not None:
+        ctx.act(ApplyTargetModel(ctx.stable_model()))
+        done = done and t.template_revision == st.stable_revision and t.rollout_complete
+    if not done:
+        ctx.wake(RETRY_SECONDS)
+        return
+    why = st.message
+    st.phase = Phase.ABORTED if st.rollback_reason == FailureReason.ABORTED else Phase.FAILED
+    st.finished_at, st.promotion_started_at = ctx.now, None
+    st.desired_weight = st.canary_weight = st.canary_replicas = 0
+    st.message = f"{st.rollback_reason}: {why}; rolled back, {ctx.stable_label()} serves all traffic"
+    ctx.event(
+        EventType.WARNING,
+        EventReason.ROLLED_BACK,
+        f"version {st.canary_version} rolled back ({st.rollback_reason}); "
+        f"{ctx.stable_label()} serves all traffic",
+    )
