@@ -21,6 +21,8 @@ from service.errors import InvalidArgument, Unimplemented
 from service.repository import ModelRepository
 from service.servable import Servable
 
+MAX_UNKNOWN_MODEL_LABELS = 16
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -50,6 +52,7 @@ class DataPlane:
         self._on_batch = on_batch
         self.inline_max_rows = inline_max_rows
         self.draining = False
+        self._unknown_models: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                         thread_name_prefix="model")
 
@@ -70,10 +73,15 @@ class DataPlane:
     def resolve(self, spec: ModelSpec) -> Servable:
         return self.repository.resolve(spec.name, spec.version, spec.label)
 
-    def counts_metrics_for(self, model: str) -> bool:
-        """Requests are counted per configured model only: client-chosen names would make the
-        metrics' label sets grow without bound."""
-        return self.repository.has_model(model)
+    def metrics_name(self, model: str) -> str:
+        """The ``model`` label for a request: the name, but only the first few names that are not
+        configured (then ``(other)``), so client-chosen names cannot grow the metrics without bound."""
+        if self.repository.has_model(model) or model in self._unknown_models:
+            return model
+        if len(self._unknown_models) >= MAX_UNKNOWN_MODEL_LABELS:
+            return "(other)"
+        self._unknown_models.add(model)
+        return model.encode("utf-8", "backslashreplace").decode()
 
     # -- inference -----------------------------------------------------------------------------
 

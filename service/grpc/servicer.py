@@ -93,9 +93,9 @@ def rpc(api: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Await
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
                 incoming.memory.release()
-                if call.model and self.dataplane.counts_metrics_for(call.model):
-                    self.metrics.observe(call.model, call.version, api, code, "grpc",
-                                         time.perf_counter() - started)
+                if call.model:
+                    self.metrics.observe(self.dataplane.metrics_name(call.model), call.version, api, code,
+                                         "grpc", time.perf_counter() - started)
             raise AssertionError("unreachable")  # context.abort always raises
 
         return handler

@@ -55,7 +55,7 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
                                   f"shape {list(shape)} needs {count * dtype.itemsize}")
         # A view of the message's bytes; the model runtime makes one copy.
         memory.take(count * dtype.itemsize, what, InvalidArgument)
-        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+        return shapes.reshape(np.frombuffer(proto.tensor_content, dtype=dtype), shape, what)
     values = getattr(proto, field)
     n = len(values)
     if n not in (count, 0, 1):
@@ -70,9 +70,9 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
     else:
         arr = np.fromiter(values, dtype=dtype, count=n) if n else np.zeros(0, dtype=dtype)
     if n == count:
-        return arr.reshape(shape)
+        return shapes.reshape(arr, shape, what)
     if n == 1:  # TF's broadcast of a single value
-        return np.broadcast_to(arr, (count,)).reshape(shape).copy()
+        return shapes.reshape(np.broadcast_to(arr, (count,)).copy(), shape, what)
     # no values at all: TF fills the shape with zeros / empty strings
     return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
 

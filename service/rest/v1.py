@@ -93,8 +93,9 @@ class V1Handler:
             self.metrics.internal_errors.labels("rest").inc()
             code, status, payload = Code.INTERNAL, 500, error_body("internal error")
         await respond(send, status, payload, self.headers)
-        if model and self.dataplane.counts_metrics_for(model):
-            self.metrics.observe(model, version, api, code, "rest", time.perf_counter() - started)
+        if model:
+            self.metrics.observe(self.dataplane.metrics_name(model), version, api, code, "rest",
+                                 time.perf_counter() - started)
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         origin = header(scope, b"origin") or b""

@@ -99,8 +99,8 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
             raise
         finally:
             reservation.release()
-            if dataplane.counts_metrics_for(name):
-                metrics.observe(name, model_version, "infer", code, "rest", time.perf_counter() - started)
+            metrics.observe(dataplane.metrics_name(name), model_version, "infer", code, "rest",
+                            time.perf_counter() - started)
 
     for suffix in ("", "/versions/{version}"):
         router.add_api_route(f"/models/{{name}}{suffix}/ready", model_ready, methods=["GET"],

@@ -32,17 +32,9 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc-bad")
-    proc = ServerProcess([f"--model_base_path={model_base / 'linear'}", "--model_name=linear"],
-                         log=tmp / "server.log")
-    proc.wait_ready()
-    yield proc
-    assert proc.terminate() == 0, proc.logs()
-
-
-@pytest.fixture(scope="module")
-def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
-        yield ch
+    with ServerProcess.running([f"--model_base_path={model_base / 'linear'}", "--model_name=linear"],
+                               tmp / "server.log") as proc:
+        yield proc
 
 
 def _claim(shape: list[int], dtype: int = types_pb2.DT_FLOAT, **values: object) -> predict_pb2.PredictRequest:
@@ -100,6 +92,7 @@ def test_a_request_that_is_not_a_valid_message_is_invalid_argument(channel: grpc
      (_claim([1, 3], float_val=[1.0, 2.0]), "2 values do not fill shape"),
      (_claim([1, -3]), "negative dimension"),
      (_claim([1] * 40), "dimensions"),
+     (_claim([0, 10**6, 10**6, 10**6, 2], dtype=types_pb2.DT_INT64), "cannot hold shape"),  # 0 elements, 16 EB
      (_claim([1, 3], dtype=types_pb2.DT_INT64, int64_val=[1, 2, 3]), "expects DT_FLOAT"),
      (_claim([1, 3], dtype=types_pb2.DT_HALF, half_val=[1, 2, 3]), "not supported")],
 )

@@ -120,3 +120,14 @@ def test_an_unexpected_error_is_a_json_500_logged_and_counted(model_base: Path, 
         assert "RuntimeError: secret internals" in caplog.text  # the traceback is in the log
         assert "1.0, 2.0" not in caplog.text  # the payload is not
         assert 'modelship_internal_errors_total{transport="rest"} 1.0' in c.get("/metrics").text
+
+
+def test_client_chosen_model_names_cannot_grow_the_metrics_without_bound(model_base: Path) -> None:
+    with make_client(model_base) as c:
+        for i in range(40):
+            assert c.post(f"/v1/models/m{i}:predict", json={"instances": [[1.0]]}).status_code == 404
+        text = c.get("/metrics").text
+        names = {line.split('model="', 1)[1].split('"', 1)[0] for line in text.splitlines()
+                 if line.startswith("modelship_requests_total{")}
+        assert len(names) == 17, names  # the first 16 unknown names, then "(other)"
+        assert "(other)" in names
