@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -127,6 +129,17 @@ class ServerProcess:
             [*(prefix or []), sys.executable, "-m", "service", f"--rest_api_port={self.rest_port}",
              f"--port={self.grpc_port}", "--host=127.0.0.1", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, args: list[str], log: Path) -> Iterator[ServerProcess]:
+        """A ready server for the ``with`` block; it must then drain and exit 0 on SIGTERM."""
+        server = cls(args, log=log)
+        try:
+            server.wait_ready()
+            yield server
+        finally:
+            assert server.terminate() == 0, server.logs()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

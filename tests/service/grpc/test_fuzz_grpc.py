@@ -42,10 +42,8 @@ def _config(model_base: Path) -> str:
 def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc-fuzz")
     (tmp / "models.config").write_text(_config(model_base))
-    proc = ServerProcess([f"--model_config_file={tmp / 'models.config'}"], log=tmp / "server.log")
-    proc.wait_ready()
-    yield proc
-    assert proc.terminate() == 0, proc.logs()
+    with ServerProcess.running([f"--model_config_file={tmp / 'models.config'}"], tmp / "server.log") as proc:
+        yield proc
 
 
 def _code(call: grpc.UnaryUnaryMultiCallable, request: object, timeout: float) -> grpc.StatusCode:

@@ -36,16 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterat
     cfg.write_text(f"""model_config_list {{
         config {{ name: 'linear' base_path: '{model_base / "linear"}' version_labels {{ key: 'stable' value: 1 }} }}
         config {{ name: 'multi' base_path: '{model_base / "multi"}' }} }}""")
-    proc = ServerProcess([f"--model_config_file={cfg}"], log=tmp / "server.log")
-    proc.wait_ready()
-    yield proc
-    assert proc.terminate() == 0, proc.logs()
-
-
-@pytest.fixture(scope="module")
-def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as ch:
-        yield ch
+    with ServerProcess.running([f"--model_config_file={cfg}"], tmp / "server.log") as proc:
+        yield proc
 
 
 def _predict_request(name: str = "linear", **spec: object) -> predict_pb2.PredictRequest:
