@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -103,7 +103,25 @@ def expected_linear(version_dir: Path, x: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["ROOT", "ServerProcess", "export_linear", "export_multi_io", "export_slow", "exporter",
-           "free_port", "train_linear"]
+           "free_port", "train_linear", "wait_http_ready"]
+
+
+def wait_http_ready(url: str, timeout: float, alive: Callable[[], None], interval: float = 0.1,
+                    request_timeout: float = 1.0) -> bool:
+    """GET ``url`` until it answers 200 (True) or ``timeout`` s pass (False).
+
+    ``alive`` runs before each attempt and raises when the process behind ``url`` is gone.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            if httpx.get(url, timeout=request_timeout).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval)
+    return False
 
 
 def free_port() -> int:
@@ -142,17 +160,12 @@ class ServerProcess:
             assert server.terminate() == 0, server.logs()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive() -> None:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"server not ready after {timeout}s: {self.logs()}")
+
+        if not wait_http_ready(f"{self.url}/v2/health/ready", timeout, alive):
+            raise TimeoutError(f"server not ready after {timeout}s: {self.logs()}")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""

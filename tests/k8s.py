@@ -3,22 +3,31 @@
 ``Kube`` runs the two tools with one KUBECONFIG; ``port_forward`` and ``api_proxy`` wrap
 ``kubectl port-forward`` / ``kubectl proxy`` on 127.0.0.1 with random local ports;
 ``wait_for`` polls with a deadline; ``diagnostics`` gathers what to print when a test fails.
-Nothing here knows which cluster it talks to (the source-built one, kind, anything else).
+Two ways to get a ``Kube``, shared by every cluster test: ``source_built_cluster`` (brings up
+scripts/cluster/up, with its kubectl and the node address) and ``kubeconfig_cluster`` (whatever
+KUBECONFIG points at: the source-built cluster, kind, anything else). ``run_script`` runs one of
+the repository's scripts and fails the test with its stderr.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -151,3 +160,50 @@ def diagnostics(kube: Kube, namespace: str) -> str:
             text = "(timed out)"
         out.append(f"----- {title} ({namespace})\n{text[-6000:]}")
     return "\n".join(out)
+
+
+def run_script(*cmd: str, timeout: float = 3600) -> str:
+    """Run the repository's script ``cmd[0]`` (a path relative to the root) with ``cmd[1:]``; its stdout."""
+    proc = subprocess.run([str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def pinned_helm() -> str:
+    """The pinned helm binary (built from source by scripts/tools/helm, cached)."""
+    return run_script("scripts/tools/helm", timeout=1800).strip().splitlines()[-1]
+
+
+def source_built_cluster() -> Kube:
+    """The single-node cluster of scripts/cluster/up (idempotent; needs root), with its kubectl."""
+    if os.geteuid() != 0:
+        pytest.fail("scripts/cluster/up needs root")
+    exports = dict(re.findall(r"^export (\w+)=(.*)$", run_script("scripts/cluster/up"), flags=re.MULTILINE))
+    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"]}
+    paths = dict(line.split("=", 1) for line in run_script("scripts/cluster/build", "--print-paths").split())
+    node_ip = subprocess.run(["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    return Kube(env=env, kubectl=str(Path(paths["K8S_BIN_DIR"]) / "kubectl"), helm=pinned_helm(), node_ip=node_ip)
+
+
+def kubeconfig_cluster() -> Kube:
+    """kubectl/helm for the cluster KUBECONFIG points at; fails (never skips) without one.
+
+    MODELSHIP_KUBECTL and MODELSHIP_HELM override the binaries (default: kubectl on PATH, the
+    pinned helm). The cluster must have a Ready node.
+    """
+    env = dict(os.environ)
+    kubeconfig = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if not all(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
+        pytest.fail(f"no kubeconfig at {kubeconfig}: run `eval \"$(scripts/cluster/up)\"` or scripts/kind-up")
+    env["KUBECONFIG"] = kubeconfig
+    kubectl = env.get("MODELSHIP_KUBECTL") or shutil.which("kubectl", path=env.get("PATH"))
+    if not kubectl:
+        pytest.fail("kubectl not found: put it on PATH or set MODELSHIP_KUBECTL")
+    k = Kube(env=env, kubectl=kubectl, helm=env.get("MODELSHIP_HELM") or pinned_helm())
+    nodes = k.json("get", "nodes")["items"]
+    ready = [n["metadata"]["name"] for n in nodes
+             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+    assert ready, f"no Ready node in the cluster at {kubeconfig}"
+    return k

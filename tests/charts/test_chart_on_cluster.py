@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import re
 import secrets
-import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s import Kube
+from tests.k8s import Kube, run_script, source_built_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -32,32 +30,17 @@ CHART = REPO / "charts" / "modelship"
 IMAGE_TAG = "chart-e2e"
 
 
-def _script(*cmd: str, timeout: float = 3600) -> str:
-    proc = subprocess.run([str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def kube() -> Kube:
-    if os.geteuid() != 0:
-        pytest.fail("scripts/cluster/up needs root")
-    exports = dict(re.findall(r"^export (\w+)=(.*)$", _script("scripts/cluster/up"), flags=re.MULTILINE))
-    env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"]}
-    paths = dict(line.split("=", 1) for line in _script("scripts/cluster/build", "--print-paths").split())
-    node_ip = subprocess.run(["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return Kube(env=env, kubectl=str(Path(paths["K8S_BIN_DIR"]) / "kubectl"),
-                helm=_script("scripts/tools/helm").strip(), node_ip=node_ip)
+    return source_built_cluster()
 
 
 @pytest.fixture(scope="module")
 def image(kube: Kube) -> str:
     """The server image built from this tree and imported into the cluster's containerd."""
-    ref = _script("scripts/docker/build-image", "--version", IMAGE_TAG, "--no-latest").strip().splitlines()[-1]
+    ref = run_script("scripts/docker/build-image", "--version", IMAGE_TAG, "--no-latest").strip().splitlines()[-1]
     assert ref == f"modelship:{IMAGE_TAG}"
-    _script("scripts/cluster/load-image", "--docker", ref)
+    run_script("scripts/cluster/load-image", "--docker", ref)
     return ref
 
 

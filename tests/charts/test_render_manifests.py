@@ -1,4 +1,7 @@
-"""k8s/modelship.yaml is generated from the chart by scripts/render-manifests and kept in sync."""
+"""k8s/modelship.yaml is generated from the chart by scripts/render-manifests and kept in sync.
+
+(The operator's k8s/operator/operator.yaml, the script's other target: tests/scripts/rollout_operator.)
+"""
 
 from __future__ import annotations
 
@@ -18,14 +21,14 @@ def _run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_committed_manifests_are_in_sync_with_the_chart(repo_dir: Path) -> None:
-    proc = _run(repo_dir, "--check")
+    proc = _run(repo_dir, "serving", "--check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_check_detects_drift(repo_dir: Path, tmp_path: Path) -> None:
     stale = tmp_path / "modelship.yaml"
     stale.write_text((repo_dir / "k8s" / "modelship.yaml").read_text().replace("maxSurge: 1", "maxSurge: 3"))
-    proc = _run(repo_dir, "--check", "--out", str(stale))
+    proc = _run(repo_dir, "serving", "--check", "--out", str(stale))
     assert proc.returncode == 1
     assert "-      maxSurge: 3" in proc.stdout
     assert "out of date" in proc.stderr
@@ -45,7 +48,7 @@ def test_plain_manifests_are_valid_and_complete(repo_dir: Path, k8s_validator: A
 
 def test_namespace_and_release_options(repo_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.yaml"
-    proc = _run(repo_dir, "--out", str(out), "--namespace", "ml", "--release", "prod")
+    proc = _run(repo_dir, "serving", "--out", str(out), "--namespace", "ml", "--release", "prod")
     assert proc.returncode == 0, proc.stderr
     objects = [o for o in yaml.safe_load_all(out.read_text()) if o]
     assert {o["metadata"]["namespace"] for o in objects} == {"ml"}

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.release import REPO, LoadClient, Release
-from tests.k8s import Kube, diagnostics
+from tests.integration.release import LoadClient, Release
+from tests.k8s import Kube, diagnostics, kubeconfig_cluster
 
 DEFAULT_IMAGE = "modelship:0.1.0"
 REPORT: list[str] = []
@@ -62,27 +59,7 @@ def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
 @pytest.fixture(scope="session")
 def kube() -> Kube:
     """kubectl/helm for the cluster KUBECONFIG points at; fails (never skips) without one."""
-    env = dict(os.environ)
-    kubeconfig = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if not all(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
-        pytest.fail(f"no kubeconfig at {kubeconfig}: run `eval \"$(scripts/cluster/up)\"` or scripts/kind-up")
-    env["KUBECONFIG"] = kubeconfig
-    kubectl = env.get("MODELSHIP_KUBECTL") or shutil.which("kubectl", path=env.get("PATH"))
-    if not kubectl:
-        pytest.fail("kubectl not found: put it on PATH or set MODELSHIP_KUBECTL")
-    helm = env.get("MODELSHIP_HELM")
-    if not helm:
-        proc = subprocess.run([str(REPO / "scripts" / "tools" / "helm")], capture_output=True, text=True,
-                              timeout=1800, check=False)
-        if proc.returncode != 0:
-            pytest.fail(f"scripts/tools/helm failed:\n{proc.stderr[-3000:]}")
-        helm = proc.stdout.strip().splitlines()[-1]
-    k = Kube(env=env, kubectl=kubectl, helm=helm)
-    nodes = k.json("get", "nodes")["items"]
-    ready = [n["metadata"]["name"] for n in nodes
-             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
-    assert ready, f"no Ready node in the cluster at {kubeconfig}"
-    return k
+    return kubeconfig_cluster()
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.fixtures import ROOT, expected_linear
+from tests.fixtures import ROOT, expected_linear, wait_http_ready
 
 # A cold build downloads TensorFlow and makes the base image (minutes); the limit covers it.
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
@@ -89,17 +89,12 @@ class Container:
         return docker("exec", self.id, *cmd, check=False)
 
     def wait_ready(self, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def alive() -> None:
             if not self.state()["Running"]:
                 raise AssertionError(f"container exited ({self.state()['ExitCode']}):\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"not ready after {timeout}s:\n{self.logs()}")
+
+        if not wait_http_ready(f"{self.url}/v2/health/ready", timeout, alive, interval=0.25, request_timeout=2):
+            raise AssertionError(f"not ready after {timeout}s:\n{self.logs()}")
 
     def remove(self) -> None:
         docker("rm", "-f", "-v", self.id, check=False)

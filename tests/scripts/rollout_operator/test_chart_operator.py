@@ -139,6 +139,6 @@ def test_schema_rejects_bad_operator_values(render: Any) -> None:
 
 
 def test_plain_manifests_are_in_sync() -> None:
-    proc = subprocess.run([str(REPO / "scripts" / "rollout_operator" / "render-manifests"), "--check"],
+    proc = subprocess.run([str(REPO / "scripts" / "render-manifests"), "operator", "--check"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

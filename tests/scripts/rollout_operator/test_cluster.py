@@ -39,6 +39,7 @@ from rollout_operator.leader import LeaderElector
 from rollout_operator.names import ANN_MODEL_VERSION, ANN_PROMOTE, GROUP, PLURAL, VERSION
 from rollout_operator.status import from_rfc3339
 from rollout_operator.watcher import Watcher
+from tests.k8s import run_script, source_built_cluster
 from tests.scripts.rollout_operator.models import archive, export_kind
 
 pytestmark = pytest.mark.integration
@@ -49,13 +50,6 @@ RELEASE = "ms"
 DEPLOYMENT = f"{RELEASE}-modelship"
 INPUTS = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.5, 4.0, 0.25]]
 REPLICAS = 2
-
-
-def _script(*cmd: str, timeout: float = 3600) -> str:
-    proc = subprocess.run([str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
-    return proc.stdout
 
 
 @dataclass
@@ -77,15 +71,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Env:
-    if os.geteuid() != 0:
-        pytest.fail("scripts/cluster/up needs root")
-    exports = dict(re.findall(r"^export (\w+)=(.*)$", _script("scripts/cluster/up"), flags=re.MULTILINE))
-    paths = dict(line.split("=", 1) for line in _script("scripts/cluster/build", "--print-paths").split())
-    node_ip = subprocess.run(["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    kubeconfig = exports["KUBECONFIG"]
-    e = Env(kubeconfig, str(Path(paths["K8S_BIN_DIR"]) / "kubectl"), _script("scripts/tools/helm").strip(),
-            node_ip, Kube(load_client(kubeconfig)))
+    cluster = source_built_cluster()
+    kubeconfig = cluster.env["KUBECONFIG"]
+    e = Env(kubeconfig, cluster.kubectl, cluster.helm, cluster.node_ip, Kube(load_client(kubeconfig)))
     e.run("kubectl", "apply", "--server-side", "-f", str(REPO / "k8s" / "crds" / "modelship.io_modelrollouts.yaml"))
     e.run("kubectl", "wait", "--for=condition=Established", "crd/modelrollouts.modelship.io", "--timeout=60s")
     return e
@@ -94,10 +82,10 @@ def env() -> Env:
 @pytest.fixture(scope="module")
 def images(env: Env) -> str:
     """Server image ($MODELSHIP_IMAGE, else built from this tree) and operator image (built), imported."""
-    server = os.environ.get("MODELSHIP_IMAGE") or _script(
+    server = os.environ.get("MODELSHIP_IMAGE") or run_script(
         "scripts/docker/build-image", "--version", TAG, "--no-latest").strip().splitlines()[-1]
-    operator = _script("scripts/rollout_operator/build-image", "--version", TAG).strip().splitlines()[-1]
-    _script("scripts/cluster/load-image", "--docker", server, "--docker", operator)
+    operator = run_script("scripts/rollout_operator/build-image", "--version", TAG).strip().splitlines()[-1]
+    run_script("scripts/cluster/load-image", "--docker", server, "--docker", operator)
     return server
 
 
