@@ -1,4 +1,4 @@
-"""The transport-independent dataplane: resolve a model spec, validate tensors, run signatures.
+"""The transport-independent dataplane: resolve a model reference, validate tensors, run signatures.
 
 REST and gRPC both call one :class:`DataPlane`; neither knows about the other. Model calls run on
 a small thread pool so the event loop keeps serving health checks and other requests meanwhile.
@@ -25,7 +25,7 @@ MAX_UNKNOWN_MODEL_LABELS = 16
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelRef:
     """What a request addresses: a model name and at most one of version and label."""
 
     name: str
@@ -70,8 +70,8 @@ class DataPlane:
 
     # -- model lookup --------------------------------------------------------------------------
 
-    def resolve(self, spec: ModelSpec) -> Servable:
-        return self.repository.resolve(spec.name, spec.version, spec.label)
+    def resolve(self, ref: ModelRef) -> Servable:
+        return self.repository.resolve(ref.name, ref.version, ref.label)
 
     def metrics_name(self, model: str) -> str:
         """The ``model`` label for a request: the name, but only the first few names that are not
@@ -223,4 +223,4 @@ def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:
     return True
 
 
-__all__ = ["DataPlane", "ModelSpec", "Prediction", "validate_inputs"]
+__all__ = ["DataPlane", "ModelRef", "Prediction", "validate_inputs"]

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service import runtime, warmup
-from service.config import ModelConfig
 from service.errors import Code, InvalidArgument, NotFound, ServingError, Unavailable
+from service.model_config import ModelConfig
 from service.servable import Servable, load
 
 log = logging.getLogger(__name__)

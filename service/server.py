@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from service import config as model_config
+from service import model_config
 from service.auth import TokenAuth
 from service.batching import BatchingParameters
 from service.dataplane import DataPlane

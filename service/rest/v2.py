@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from service import jsonio
 from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelSpec
+from service.dataplane import DataPlane, ModelRef
 from service.errors import Code, InvalidArgument, ServingError
 from service.memory import MemoryBudget
 from service.metrics import Metrics
@@ -34,7 +34,7 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
         auth.check(request.headers.get("authorization", "").encode() or None)
         if version is not None and not version.isdigit():
             raise InvalidArgument(f"version must be an integer, got {version!r}")
-        return dataplane.resolve(ModelSpec(name, int(version) if version else None))
+        return dataplane.resolve(ModelRef(name, int(version) if version else None))
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:

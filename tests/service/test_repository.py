@@ -14,8 +14,8 @@ import pytest
 from model.metrics import QualityGate
 from model.pipeline import export_run
 from service import repository as repository_module
-from service.config import ModelConfig, VersionPolicy
 from service.errors import Code, InvalidArgument, NotFound, Unavailable
+from service.model_config import ModelConfig, VersionPolicy
 from service.repository import ModelRepository, State
 
 
