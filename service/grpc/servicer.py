@@ -254,12 +254,8 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
     @rpc("GetModelStatus")
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: Any,
                              call: Call) -> get_model_status_pb2.GetModelStatusResponse:
-        ref = ref_from_proto(request.model_spec)
-        version = ref.version
-        if ref.label is not None:
-            version = self.dataplane.resolve(ref).version
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self.dataplane.repository.statuses(ref.name, version):
+        for status in self.dataplane.model_status(ref_from_proto(request.model_spec)):
             entry = response.model_version_status.add(version=status.version, state=int(status.state))
             entry.status.error_code = int(status.error_code)
             entry.status.error_message = status.error_message
@@ -269,13 +265,8 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any,
                                         call: Call) -> model_management_pb2.ReloadConfigResponse:
         configs = model_config.parse(text_format.MessageToString(request.config), "ReloadConfigRequest")
-        repo = self.dataplane.repository
-        applied = repo.reconfigure(configs)
-        deadline = time.monotonic() + self.reload_timeout
-        while not (applied.is_set() and repo.ready()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
         response = model_management_pb2.ReloadConfigResponse()
-        if not (applied.is_set() and repo.ready()):
+        if not await self.dataplane.reload_config(configs, self.reload_timeout):
             response.status.error_code = error_codes_pb2.UNAVAILABLE
             response.status.error_message = "not every configured model has an AVAILABLE version yet"
         return response

@@ -21,11 +21,10 @@ from google.protobuf import json_format
 
 from service import jsonio
 from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelRef
+from service.dataplane import DataPlane, ModelRef, State
 from service.errors import Code, InvalidArgument, ServingError
 from service.memory import MemoryBudget, Reservation
 from service.metrics import Metrics
-from service.repository import State
 from service.rest import codec
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, header, read_body, respond
 from service.servable import Servable
@@ -148,14 +147,10 @@ class V1Handler:
         if api == "metadata":
             servable = self.dataplane.resolve(ref)
             return 200, metadata_json(servable)
-        version = ref.version
-        if ref.label is not None:
-            version = self.dataplane.resolve(ref).version
-        statuses = self.dataplane.repository.statuses(ref.name, version)
         body = {"model_version_status": [
             {"version": str(s.version), "state": State(s.state).name,
              "status": {"error_code": s.error_code.name, "error_message": s.error_message}}
-            for s in statuses]}
+            for s in self.dataplane.model_status(ref)]}
         return 200, jsonio.dumps(body)
 
 
