@@ -1,13 +1,16 @@
-"""The transport-independent dataplane: resolve a model spec, validate tensors, run signatures.
+"""The transport-independent dataplane: resolve a model reference, validate tensors, run signatures.
 
-REST and gRPC both call one :class:`DataPlane`; neither knows about the other. Model calls run on
-a small thread pool so the event loop keeps serving health checks and other requests meanwhile.
+REST and gRPC both call one :class:`DataPlane`; neither knows about the other, nor about the
+repository behind it (model status, the model list, config reload and draining are here too).
+Model calls run on a small thread pool so the event loop keeps serving health checks and other
+requests meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,14 +21,15 @@ import tensorflow as tf
 from service import signature as sig
 from service.batching import Batcher, BatchingParameters
 from service.errors import InvalidArgument, Unimplemented
-from service.repository import ModelRepository
+from service.model_config import ModelConfig
+from service.repository import ModelRepository, State, VersionStatus
 from service.servable import Servable
 
 MAX_UNKNOWN_MODEL_LABELS = 16
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelRef:
     """What a request addresses: a model name and at most one of version and label."""
 
     name: str
@@ -51,7 +55,7 @@ class DataPlane:
         self.batching = batching
         self._on_batch = on_batch
         self.inline_max_rows = inline_max_rows
-        self.draining = False
+        self._draining = False
         self._unknown_models: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
                                         thread_name_prefix="model")
@@ -66,12 +70,43 @@ class DataPlane:
 
     def ready(self) -> bool:
         """Ready to take traffic: every model has an AVAILABLE version and we are not draining."""
-        return not self.draining and self.repository.ready()
+        return not self._draining and self.repository.ready()
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown began: readiness is false from then on."""
+        return self._draining
+
+    def start_draining(self) -> None:
+        self._draining = True
 
     # -- model lookup --------------------------------------------------------------------------
 
-    def resolve(self, spec: ModelSpec) -> Servable:
-        return self.repository.resolve(spec.name, spec.version, spec.label)
+    def resolve(self, ref: ModelRef) -> Servable:
+        return self.repository.resolve(ref.name, ref.version, ref.label)
+
+    def list_models(self) -> list[str]:
+        """The configured model names."""
+        return self.repository.model_names()
+
+    def model_status(self, ref: ModelRef) -> list[VersionStatus]:
+        """Version statuses, newest first: every version of the model, the one ``ref`` names, or the
+        one its label points to."""
+        version = ref.version
+        if ref.label is not None:
+            version = self.resolve(ref).version
+        return self.repository.statuses(ref.name, version)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    async def reload_config(self, configs: list[ModelConfig], timeout: float) -> bool:
+        """Serve ``configs`` instead of the current models (full replacement); True once that is
+        applied and every model has an AVAILABLE version, False if ``timeout`` seconds pass first."""
+        applied = self.repository.reconfigure(configs)
+        deadline = time.monotonic() + timeout
+        while not (applied.is_set() and self.repository.ready()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return applied.is_set() and self.repository.ready()
 
     def metrics_name(self, model: str) -> str:
         """The ``model`` label for a request: the name, but only the first few names that are not
@@ -223,4 +258,4 @@ def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:
     return True
 
 
-__all__ = ["DataPlane", "ModelSpec", "Prediction", "validate_inputs"]
+__all__ = ["DataPlane", "ModelRef", "Prediction", "State", "VersionStatus", "validate_inputs"]

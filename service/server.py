@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from service import config as model_config
+from service import model_config
 from service.auth import TokenAuth
 from service.batching import BatchingParameters
 from service.dataplane import DataPlane
@@ -132,12 +132,12 @@ class ModelServer:
             log.warning("second %s: exiting now", sig.name)
             os._exit(1)
         log.info("%s received: not ready, draining", sig.name)
-        self.dataplane.draining = True
+        self.dataplane.start_draining()
         self._stopping.set()
 
     async def _drain(self, rest: uvicorn.Server | None, rest_task: asyncio.Task[None] | None,
                      grpc_server: GrpcServer | None) -> None:
-        self.dataplane.draining = True
+        self.dataplane.start_draining()
         bound = self.settings.shutdown_delay_seconds + self.settings.shutdown_timeout_seconds + 5
         watchdog = threading.Timer(bound, _overrun, args=(bound,))
         watchdog.daemon = True

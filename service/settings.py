@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.config import ModelConfig, load_file, single
+from service.model_config import ModelConfig, load_file, single
 
 # MODELSHIP_* variables that belong to the project's own tooling (scripts/, tests, the chart's
 # helm test, the operator), not to the server: a shell that ran them can still start a server.

@@ -33,10 +33,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from service import config as model_config
+from service import model_config
 from service import signature as sig
 from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelSpec
+from service.dataplane import DataPlane, ModelRef
 from service.errors import Code, InvalidArgument, ServingError
 from service.grpc.registration import Incoming, status_code
 from service.grpc.tensors import from_numpy, to_numpy
@@ -110,15 +110,15 @@ def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
     return None
 
 
-def spec_from_proto(spec: model_pb2.ModelSpec) -> ModelSpec:
+def ref_from_proto(spec: model_pb2.ModelSpec) -> ModelRef:
     if not spec.name:
         raise InvalidArgument("Missing ModelSpec")
     choice = spec.WhichOneof("version_choice")
     if choice == "version":
-        return ModelSpec(spec.name, version=spec.version.value, signature_name=spec.signature_name)
+        return ModelRef(spec.name, version=spec.version.value, signature_name=spec.signature_name)
     if choice == "version_label":
-        return ModelSpec(spec.name, label=spec.version_label, signature_name=spec.signature_name)
-    return ModelSpec(spec.name, signature_name=spec.signature_name)
+        return ModelRef(spec.name, label=spec.version_label, signature_name=spec.signature_name)
+    return ModelRef(spec.name, signature_name=spec.signature_name)
 
 
 def spec_to_proto(servable: Servable, signature_name: str) -> model_pb2.ModelSpec:
@@ -135,11 +135,11 @@ class _Base:
         self.auth = auth
         self.tensor_content = tensor_content
 
-    def _resolve(self, spec_proto: model_pb2.ModelSpec, call: Call) -> tuple[Servable, ModelSpec]:
-        spec = spec_from_proto(spec_proto)
-        servable = self.dataplane.resolve(spec)
+    def _resolve(self, spec_proto: model_pb2.ModelSpec, call: Call) -> tuple[Servable, ModelRef]:
+        ref = ref_from_proto(spec_proto)
+        servable = self.dataplane.resolve(ref)
         call.version = str(servable.version)
-        return servable, spec
+        return servable, ref
 
 
 def _examples(input_proto: Any) -> tuple[list[Any], Any]:
@@ -158,8 +158,8 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     @rpc("Predict")
     async def Predict(self, request: predict_pb2.PredictRequest, context: Any,
                       call: Call) -> predict_pb2.PredictResponse:
-        servable, spec = self._resolve(request.model_spec, call)
-        info = servable.signature(spec.signature_name or None)
+        servable, ref = self._resolve(request.model_spec, call)
+        info = servable.signature(ref.signature_name or None)
         inputs = {name: to_numpy(tensor, name, call.memory) for name, tensor in request.inputs.items()}
         result = await self.dataplane.predict(servable, info, inputs, list(request.output_filter))
         response = predict_pb2.PredictResponse(model_spec=spec_to_proto(servable, info.name))
@@ -170,9 +170,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     @rpc("Classify")
     async def Classify(self, request: classification_pb2.ClassificationRequest, context: Any,
                        call: Call) -> classification_pb2.ClassificationResponse:
-        servable, spec = self._resolve(request.model_spec, call)
+        servable, ref = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
-        info = servable.signature(spec.signature_name or None, sig.CLASSIFY_METHOD)
+        info = servable.signature(ref.signature_name or None, sig.CLASSIFY_METHOD)
         rows = await self.dataplane.classify(servable, info.name, examples, ctx)
         response = classification_pb2.ClassificationResponse(model_spec=spec_to_proto(servable, info.name))
         _fill_classes(response.result, rows)
@@ -181,9 +181,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     @rpc("Regress")
     async def Regress(self, request: regression_pb2.RegressionRequest, context: Any,
                       call: Call) -> regression_pb2.RegressionResponse:
-        servable, spec = self._resolve(request.model_spec, call)
+        servable, ref = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
-        info = servable.signature(spec.signature_name or None, sig.REGRESS_METHOD)
+        info = servable.signature(ref.signature_name or None, sig.REGRESS_METHOD)
         values = await self.dataplane.regress(servable, info.name, examples, ctx)
         response = regression_pb2.RegressionResponse(model_spec=spec_to_proto(servable, info.name))
         for value in values:
@@ -206,14 +206,14 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         examples, ctx = _examples(request.input)
         response = inference_pb2.MultiInferenceResponse()
         for task in request.tasks:
-            servable, spec = self._resolve(task.model_spec, call)
+            servable, ref = self._resolve(task.model_spec, call)
             result = response.results.add()
             if task.method_name == sig.CLASSIFY_METHOD:
-                info = servable.signature(spec.signature_name or None, sig.CLASSIFY_METHOD)
+                info = servable.signature(ref.signature_name or None, sig.CLASSIFY_METHOD)
                 rows = await self.dataplane.classify(servable, info.name, examples, ctx)
                 _fill_classes(result.classification_result, rows)
             elif task.method_name == sig.REGRESS_METHOD:
-                info = servable.signature(spec.signature_name or None, sig.REGRESS_METHOD)
+                info = servable.signature(ref.signature_name or None, sig.REGRESS_METHOD)
                 for value in await self.dataplane.regress(servable, info.name, examples, ctx):
                     result.regression_result.regressions.add(value=value)
             else:
@@ -254,12 +254,8 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
     @rpc("GetModelStatus")
     async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: Any,
                              call: Call) -> get_model_status_pb2.GetModelStatusResponse:
-        spec = spec_from_proto(request.model_spec)
-        version = spec.version
-        if spec.label is not None:
-            version = self.dataplane.resolve(spec).version
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self.dataplane.repository.statuses(spec.name, version):
+        for status in self.dataplane.model_status(ref_from_proto(request.model_spec)):
             entry = response.model_version_status.add(version=status.version, state=int(status.state))
             entry.status.error_code = int(status.error_code)
             entry.status.error_message = status.error_message
@@ -269,13 +265,8 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
     async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any,
                                         call: Call) -> model_management_pb2.ReloadConfigResponse:
         configs = model_config.parse(text_format.MessageToString(request.config), "ReloadConfigRequest")
-        repo = self.dataplane.repository
-        applied = repo.reconfigure(configs)
-        deadline = time.monotonic() + self.reload_timeout
-        while not (applied.is_set() and repo.ready()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
         response = model_management_pb2.ReloadConfigResponse()
-        if not (applied.is_set() and repo.ready()):
+        if not await self.dataplane.reload_config(configs, self.reload_timeout):
             response.status.error_code = error_codes_pb2.UNAVAILABLE
             response.status.error_message = "not every configured model has an AVAILABLE version yet"
         return response

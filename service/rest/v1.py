@@ -21,11 +21,10 @@ from google.protobuf import json_format
 
 from service import jsonio
 from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelSpec
+from service.dataplane import DataPlane, ModelRef, State
 from service.errors import Code, InvalidArgument, ServingError
 from service.memory import MemoryBudget, Reservation
 from service.metrics import Metrics
-from service.repository import State
 from service.rest import codec
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, header, read_body, respond
 from service.servable import Servable
@@ -70,19 +69,19 @@ class V1Handler:
                 return
             self.auth.check(header(scope, b"authorization"))
             if method == "POST" and (m := POST_RE.fullmatch(path)):
-                spec = _spec(m.group(1), m.group(2), m.group(3))
-                model, api = spec.name, m.group(4).lower()
+                ref = _model_ref(m.group(1), m.group(2), m.group(3))
+                model, api = ref.name, m.group(4).lower()
                 body = await read_body(scope, receive, self.max_body, memory)
-                servable = self.dataplane.resolve(spec)
+                servable = self.dataplane.resolve(ref)
                 version = str(servable.version)
                 memory.take(jsonio.parse_cost(body), "parsing the JSON request body")
                 status, payload = await self._post(api, servable, body)
             elif method == "GET" and (m := GET_RE.fullmatch(path)):
                 if m.group(1) is None:
                     raise InvalidArgument("Missing model name in request.")
-                spec = _spec(m.group(1), m.group(2), m.group(3))
-                model, api = spec.name, "metadata" if m.group(4) else "status"
-                status, payload = self._get(api, spec)
+                ref = _model_ref(m.group(1), m.group(2), m.group(3))
+                model, api = ref.name, "metadata" if m.group(4) else "status"
+                status, payload = self._get(api, ref)
             else:
                 raise InvalidArgument(f"Malformed request: {method} {path}")
             code = Code.OK
@@ -144,18 +143,14 @@ class V1Handler:
             return jsonio.dumps({"predictions": codec.encode_row(result.outputs)}, finite)
         return jsonio.dumps({"outputs": codec.encode_columnar(result.outputs)}, finite)
 
-    def _get(self, api: str, spec: ModelSpec) -> tuple[int, bytes]:
+    def _get(self, api: str, ref: ModelRef) -> tuple[int, bytes]:
         if api == "metadata":
-            servable = self.dataplane.resolve(spec)
+            servable = self.dataplane.resolve(ref)
             return 200, metadata_json(servable)
-        version = spec.version
-        if spec.label is not None:
-            version = self.dataplane.resolve(spec).version
-        statuses = self.dataplane.repository.statuses(spec.name, version)
         body = {"model_version_status": [
             {"version": str(s.version), "state": State(s.state).name,
              "status": {"error_code": s.error_code.name, "error_message": s.error_message}}
-            for s in statuses]}
+            for s in self.dataplane.model_status(ref)]}
         return 200, jsonio.dumps(body)
 
 
@@ -169,9 +164,9 @@ def metadata_json(servable: Servable) -> bytes:
     })
 
 
-def _spec(name: str, version: str | None, label: str | None) -> ModelSpec:
+def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:
     if version is not None:
         if len(version) > 18 and int(version) >= 2**63:
             raise InvalidArgument(f"Failed to convert version: {version}")
-        return ModelSpec(name, version=int(version))
-    return ModelSpec(name, label=label)
+        return ModelRef(name, version=int(version))
+    return ModelRef(name, label=label)

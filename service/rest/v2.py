@@ -9,11 +9,10 @@ from fastapi import APIRouter, Request, Response
 
 from service import jsonio
 from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelSpec
+from service.dataplane import DataPlane, ModelRef, State
 from service.errors import Code, InvalidArgument, ServingError
 from service.memory import MemoryBudget
 from service.metrics import Metrics
-from service.repository import State
 from service.rest import v2_codec
 from service.rest.http import read_body
 from service.servable import Servable
@@ -34,7 +33,7 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
         auth.check(request.headers.get("authorization", "").encode() or None)
         if version is not None and not version.isdigit():
             raise InvalidArgument(f"version must be an integer, got {version!r}")
-        return dataplane.resolve(ModelSpec(name, int(version) if version else None))
+        return dataplane.resolve(ModelRef(name, int(version) if version else None))
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:
@@ -52,7 +51,7 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
     @router.get("/models", summary="List configured models")
     async def list_models(request: Request) -> Response:
         auth.check(request.headers.get("authorization", "").encode() or None)
-        return json_response({"models": dataplane.repository.model_names()})
+        return json_response({"models": dataplane.list_models()})
 
     async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
         try:
@@ -69,7 +68,7 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
         info = servable.signature(None)
         return json_response({
             "name": servable.name,
-            "versions": [str(v.version) for v in dataplane.repository.statuses(name)
+            "versions": [str(v.version) for v in dataplane.model_status(ModelRef(name))
                          if v.state == State.AVAILABLE],
             "platform": PLATFORM,
             "inputs": [v2_codec.tensor_metadata(t) for t in info.inputs.values()],

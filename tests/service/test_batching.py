@@ -15,9 +15,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from service.batching import Batcher, BatchingParameters
-from service.config import ModelConfig
 from service.dataplane import DataPlane
 from service.errors import InvalidArgument, Unavailable
+from service.model_config import ModelConfig
 from service.repository import ModelRepository
 from tests.fixtures import ServerProcess, export_slow
 
@@ -56,7 +56,7 @@ def test_batched_results_equal_unbatched_for_mixed_sizes(model_base: Path, fast:
     batched._on_batch = sizes.append
 
     async def run_all(plane: DataPlane) -> list[np.ndarray]:
-        servable = plane.resolve(__import__("service.dataplane").dataplane.ModelSpec("linear"))
+        servable = plane.resolve(__import__("service.dataplane").dataplane.ModelRef("linear"))
         info = servable.signature(None)
         results = await asyncio.gather(*(plane.predict(servable, info, {"x": x}) for x in requests))
         return [r.outputs["y"] for r in results]

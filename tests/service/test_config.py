@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.cli import build_parser, parse_settings
-from service.config import VersionPolicy, parse
 from service.errors import InvalidArgument
+from service.model_config import VersionPolicy, parse
 from service.settings import TOOLING_ENV, Settings
 from tests.fixtures import ROOT
 

@@ -13,10 +13,10 @@ import pytest
 
 from model.metrics import QualityGate
 from model.pipeline import export_run
-from service import repository as repository_module
-from service.config import ModelConfig, VersionPolicy
 from service.errors import Code, InvalidArgument, NotFound, Unavailable
+from service.model_config import ModelConfig, VersionPolicy
 from service.repository import ModelRepository, State
+from service.repository import loader as loader_module
 
 
 def _repo(base: Path, policy: VersionPolicy | None = None, labels: dict[str, int] | None = None,
@@ -163,7 +163,7 @@ def _counting_loads(monkeypatch: pytest.MonkeyPatch, gate: threading.Event | Non
                     loading: threading.Event | None = None) -> list[int]:
     """Record every load (and optionally hold each one until ``gate`` is set)."""
     loads: list[int] = []
-    real = repository_module.load
+    real = loader_module.load
 
     def load(name: str, version: int, path: Path, **kwargs: Any) -> Any:
         loads.append(version)
@@ -173,7 +173,7 @@ def _counting_loads(monkeypatch: pytest.MonkeyPatch, gate: threading.Event | Non
             assert gate.wait(30)
         return real(name, version, path, **kwargs)
 
-    monkeypatch.setattr(repository_module, "load", load)
+    monkeypatch.setattr(loader_module, "load", load)
     return loads
 
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from service import config
+from service import model_config
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
 from service.grpc.server import GrpcServer
@@ -112,7 +112,7 @@ def test_an_unexpected_error_over_grpc_is_internal_logged_and_counted(
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(DataPlane, "predict", broken)
-    configs = config.single("linear", model_base / "linear")
+    configs = model_config.single("linear", model_base / "linear")
     repo = ModelRepository(configs, poll_seconds=-1, settle_seconds=0)
     repo.poll_once()
     metrics, port = Metrics(), free_port()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from service import config
+from service import model_config
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
 from service.memory import MemoryBudget
@@ -19,7 +19,7 @@ from service.rest.app import create_app
 
 def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20,
                 memory: MemoryBudget | None = None, raise_server_exceptions: bool = True) -> TestClient:
-    configs = config.parse(f"""
+    configs = model_config.parse(f"""
         model_config_list {{
           config {{ name: 'linear' base_path: '{base / "linear"}'
                    version_labels {{ key: 'stable' value: 1 }}

@@ -1,0 +1,69 @@
+"""The model repository: finds versions, loads and unloads them, resolves requests.
+
+Four parts, one idea each: a :mod:`~service.repository.source` lists a model's versions and makes
+their files local, the :mod:`~service.repository.loader` turns files into a servable, the
+:mod:`~service.repository.registry` holds what is loaded (the transports read it), and the
+:mod:`~service.repository.poller` drives them on one background thread and owns reconfiguration.
+:class:`ModelRepository` wires them together.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from service.model_config import ModelConfig
+from service.repository.loader import Loader
+from service.repository.poller import Poller
+from service.repository.registry import Listener, ModelRegistry, State, VersionStatus
+from service.servable import Servable
+
+
+class ModelRepository:
+    """Serves the models of a config; ``start`` begins polling, ``stop`` ends it."""
+
+    def __init__(self, configs: list[ModelConfig], poll_seconds: float = 1.0,
+                 settle_seconds: float = 0.5, verify_manifest: bool = True,
+                 enable_warmup: bool = True, listener: Listener | None = None,
+                 fast_runtime: bool = False) -> None:
+        self.registry = ModelRegistry(configs, listener)
+        loader = Loader(verify_manifest, enable_warmup, fast_runtime)
+        self.poller = Poller(self.registry, loader, configs, poll_seconds, settle_seconds)
+
+    # -- the poller ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()
+
+    def poll_once(self) -> bool:
+        """Apply a pending reconfiguration, scan every model once; True if a version is settling."""
+        return self.poller.poll_once()
+
+    def reconfigure(self, configs: list[ModelConfig]) -> threading.Event:
+        """Replace the served models; the event is set once the polling thread has applied it."""
+        return self.poller.reconfigure(configs)
+
+    # -- the registry (any thread) -------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return self.registry.model_names()
+
+    def has_model(self, name: str) -> bool:
+        return self.registry.has_model(name)
+
+    def ready(self) -> bool:
+        """True once every configured model has at least one AVAILABLE version."""
+        return self.registry.ready()
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request addresses: latest AVAILABLE, a version, or a label."""
+        return self.registry.resolve(name, version, label)
+
+    def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """Version statuses of ``name`` (all it has seen, or one), newest first."""
+        return self.registry.statuses(name, version)
+
+
+__all__ = ["Listener", "ModelRepository", "State", "VersionStatus"]

@@ -1,0 +1,149 @@
+"""The loaded versions of every served model, with labels and statuses: what the transports read.
+
+Only the poller's thread writes (``reconfigure``, ``add``, ``remove``, ``set_state``); request
+threads read. A model's map of available versions is replaced, never mutated, so a reader always
+sees a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.errors import Code, InvalidArgument, NotFound, Unavailable
+from service.model_config import ModelConfig
+from service.servable import Servable
+
+MAX_HISTORY = 64
+
+
+class State(enum.IntEnum):
+    """``ModelVersionStatus.State`` of TF Serving."""
+
+    UNKNOWN = 0
+    START = 10
+    LOADING = 20
+    AVAILABLE = 30
+    UNLOADING = 40
+    END = 50
+
+
+@dataclass
+class VersionStatus:
+    version: int
+    state: State
+    error_code: Code = Code.OK
+    error_message: str = ""
+
+
+Listener = Callable[[str, int, State], None]
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    available: dict[int, Servable] = field(default_factory=dict)  # replaced, never mutated
+    statuses: dict[int, VersionStatus] = field(default_factory=dict)
+
+
+class ModelRegistry:
+    """Served models by name; ``listener`` hears every state change."""
+
+    def __init__(self, configs: list[ModelConfig], listener: Listener | None = None) -> None:
+        self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
+        self._listener = listener
+        self._lock = threading.Lock()
+
+    # -- writes (the poller's thread) ----------------------------------------------------------
+
+    def reconfigure(self, configs: list[ModelConfig]) -> None:
+        """Serve ``configs``: kept models keep their versions, removed ones END."""
+        with self._lock:
+            current = self._models
+            self._models = {
+                c.name: (_Model(c, current[c.name].available, current[c.name].statuses)
+                         if c.name in current else _Model(c))
+                for c in configs
+            }
+            removed = [m for name, m in current.items() if name not in self._models]
+        for model in removed:
+            for version in list(model.available):
+                self._record(model, version, State.END)
+
+    def available(self, name: str) -> dict[int, Servable]:
+        return self._models[name].available
+
+    def add(self, name: str, version: int, servable: Servable) -> None:
+        model = self._models[name]
+        with self._lock:
+            model.available = {**model.available, version: servable}
+
+    def remove(self, name: str, version: int) -> None:
+        model = self._models[name]
+        with self._lock:
+            model.available = {v: s for v, s in model.available.items() if v != version}
+
+    def set_state(self, name: str, version: int, state: State, code: Code = Code.OK,
+                  message: str = "") -> None:
+        self._record(self._models[name], version, state, code, message)
+
+    def _record(self, model: _Model, version: int, state: State, code: Code = Code.OK,
+                message: str = "") -> None:
+        with self._lock:
+            model.statuses[version] = VersionStatus(version, state, code, message)
+            ended = [v for v, s in model.statuses.items() if s.state == State.END]
+            if len(model.statuses) > MAX_HISTORY and ended:
+                model.statuses.pop(min(ended))
+        if self._listener is not None:
+            self._listener(model.config.name, version, state)
+
+    # -- reads (any thread) --------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return list(self._models)
+
+    def has_model(self, name: str) -> bool:
+        return name in self._models
+
+    def ready(self) -> bool:
+        """True once every configured model has at least one AVAILABLE version."""
+        return all(m.available for m in self._models.values())
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request addresses: latest AVAILABLE, a version, or a label."""
+        model = self._models.get(name)
+        if label is not None:
+            if model is None:
+                raise NotFound(f"Servable not found for request: Latest({name})")
+            target = model.config.labels.get(label)
+            if target is None:
+                raise InvalidArgument(f"Unrecognized servable version label: {label}")
+            servable = model.available.get(target)
+            if servable is None:
+                raise Unavailable(f"Label {label} of model {name} points to version {target}, "
+                                  "which is not currently available for inference")
+            return servable
+        if version is not None:
+            servable = model.available.get(version) if model else None
+            if servable is None:
+                raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+            return servable
+        if model is None or not model.available:
+            raise NotFound(f"Servable not found for request: Latest({name})")
+        available = model.available
+        return available[max(available)]
+
+    def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """Version statuses of ``name`` (all it has seen, or one), newest first."""
+        model = self._models.get(name)
+        if model is None or not model.statuses:
+            raise NotFound(f"Could not find any versions of model {name}")
+        with self._lock:
+            found = sorted(model.statuses.values(), key=lambda s: s.version, reverse=True)
+        if version is not None:
+            found = [s for s in found if s.version == version]
+            if not found:
+                raise NotFound(f"Could not find version {version} of model {name}")
+        return [VersionStatus(s.version, s.state, s.error_code, s.error_message) for s in found]
