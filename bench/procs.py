@@ -62,12 +62,20 @@ def pinned(argv: Sequence[str], cpus: Sequence[int] | None) -> list[str]:
     return ["taskset", "-c", _fmt(cpus), *argv] if cpus else list(argv)
 
 
-def start(argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path,
-          cpus: Sequence[int] | None = None) -> subprocess.Popen[bytes]:
+def start(
+    argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path, cpus: Sequence[int] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a server in its own session, output to ``log``; registered for cleanup."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(pinned(argv, cpus), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            pinned(argv, cpus),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
     _LIVE[proc.pid] = proc
     return proc
 
@@ -91,11 +99,18 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         _LIVE.pop(proc.pid, None)
 
 
-def run_bounded(argv: Sequence[str], timeout: float, env: dict[str, str] | None = None,
-                cpus: Sequence[int] | None = None) -> tuple[int, str, str, float]:
+def run_bounded(
+    argv: Sequence[str], timeout: float, env: dict[str, str] | None = None, cpus: Sequence[int] | None = None
+) -> tuple[int, str, str, float]:
     """Run a load generator to completion within ``timeout``; (rc, stdout, stderr, its CPU seconds)."""
-    proc = subprocess.Popen(pinned(argv, cpus), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        pinned(argv, cpus),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     _LIVE[proc.pid] = proc
     try:
         # communicate() reaps the child, so its CPU time is this RUSAGE_CHILDREN delta
@@ -186,8 +201,9 @@ def quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def wait_for(check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], log: Path,
-             what: str) -> None:
+def wait_for(
+    check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes], log: Path, what: str
+) -> None:
     """Poll ``check()`` until it returns True; fail early if the server died."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None

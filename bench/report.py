@@ -66,11 +66,28 @@ def aggregate(points: list[Point]) -> list[Point]:
             agg.failure = first.failure
             out.append(agg)
             continue
-        (agg.rps, agg.p50_ms, agg.p90_ms, agg.p99_ms, agg.server_cpu, agg.loadgen_cpu, agg.other_cpu,
-         agg.mean_batch) = (
+        (
+            agg.rps,
+            agg.p50_ms,
+            agg.p90_ms,
+            agg.p99_ms,
+            agg.server_cpu,
+            agg.loadgen_cpu,
+            agg.other_cpu,
+            agg.mean_batch,
+        ) = (
             statistics.median(getattr(p, f) for p in good)
-            for f in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu", "loadgen_cpu", "other_cpu",
-                      "mean_batch"))
+            for f in (
+                "rps",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "server_cpu",
+                "loadgen_cpu",
+                "other_cpu",
+                "mean_batch",
+            )
+        )
         agg.rps_min, agg.rps_max = min(p.rps for p in good), max(p.rps for p in good)
         agg.peak_rss_mib = max(p.peak_rss_mib for p in good)
         agg.ok, agg.duration_s = sum(p.ok for p in good), sum(p.duration_s for p in good)
@@ -79,7 +96,8 @@ def aggregate(points: list[Point]) -> list[Point]:
                 agg.errors[kind] = agg.errors.get(kind, 0) + n
         if len(good) < len(group):
             agg.failure = f"{len(group) - len(good)} of {len(group)} rounds failed: " + next(
-                p.failure for p in group if p.failure)
+                p.failure for p in group if p.failure
+            )
             agg.errors["failed_rounds"] = len(group) - len(good)
         out.append(agg)
     return out
@@ -97,8 +115,21 @@ def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str])
         p.x_ceiling = p.rps / ceiling.rps if ceiling else None
 
 
-HEADERS = ("target", "transport", "conns", "req/s", "p50 ms", "p99 ms", "errors", "peak RSS MiB",
-           "server CPU", "other CPU", "batch", "x seed", "x ceiling")
+HEADERS = (
+    "target",
+    "transport",
+    "conns",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "errors",
+    "peak RSS MiB",
+    "server CPU",
+    "other CPU",
+    "batch",
+    "x seed",
+    "x ceiling",
+)
 
 
 def _ratio(x: float | None) -> str:
@@ -109,17 +140,31 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for p in points:
         if p.failure and not p.rps:
-            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!",
-                        *[""] * (len(HEADERS) - 7)))
+            out.append(
+                (p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *[""] * (len(HEADERS) - 7))
+            )
             continue
         errors = f"{p.error_count} !" if p.flagged else "0"
         rps = f"{p.rps:,.0f}"
         if p.round > 1 and p.rps_max:
             rps += f" ±{(p.rps_max - p.rps_min) / 2 / p.rps * 100:.0f}%"
-        out.append((p.name, p.transport, str(p.connections), rps, f"{p.p50_ms:.2f}",
-                    f"{p.p99_ms:.2f}", errors, f"{p.peak_rss_mib:,.0f}", f"{p.server_cpu:.2f}",
-                    f"{p.other_cpu:.2f}", f"{p.mean_batch:.1f}" if p.mean_batch else "—",
-                    _ratio(p.x_seed), _ratio(p.x_ceiling)))
+        out.append(
+            (
+                p.name,
+                p.transport,
+                str(p.connections),
+                rps,
+                f"{p.p50_ms:.2f}",
+                f"{p.p99_ms:.2f}",
+                errors,
+                f"{p.peak_rss_mib:,.0f}",
+                f"{p.server_cpu:.2f}",
+                f"{p.other_cpu:.2f}",
+                f"{p.mean_batch:.1f}" if p.mean_batch else "—",
+                _ratio(p.x_seed),
+                _ratio(p.x_ceiling),
+            )
+        )
     return out
 
 
@@ -137,8 +182,10 @@ def text_table(points: list[Point]) -> str:
 
 
 def markdown_table(points: list[Point]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |",
-             "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(HEADERS))) + "|"]
+    lines = [
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(HEADERS))) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows(points)]
     return "\n".join(lines)
 
@@ -162,23 +209,46 @@ def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
         p = get(key, at)
         if p is None:
             continue
-        out.append(Check(f"{label} c={at}: >= 10x seed baseline",
-                         None if p.x_seed is None else p.x_seed >= 10, _ratio(p.x_seed)))
-        out.append(Check(f"{label} c={at}: >= 0.5x bare ASGI",
-                         None if p.x_ceiling is None else p.x_ceiling >= 0.5, _ratio(p.x_ceiling)))
-        out.append(Check(f"{label} c={at}: p99 < 5 ms", p.p99_ms < 5 and not p.error_count,
-                         f"{p.p99_ms:.2f} ms"))
+        out.append(
+            Check(
+                f"{label} c={at}: >= 10x seed baseline",
+                None if p.x_seed is None else p.x_seed >= 10,
+                _ratio(p.x_seed),
+            )
+        )
+        out.append(
+            Check(
+                f"{label} c={at}: >= 0.5x bare ASGI",
+                None if p.x_ceiling is None else p.x_ceiling >= 0.5,
+                _ratio(p.x_ceiling),
+            )
+        )
+        out.append(
+            Check(f"{label} c={at}: p99 < 5 ms", p.p99_ms < 5 and not p.error_count, f"{p.p99_ms:.2f} ms")
+        )
     for key, label in (("modelship-grpc", "gRPC"), ("modelship-grpc-batching", "gRPC+batching")):
         p = get(key, at)
         if p is not None:
-            out.append(Check(f"{label} c={at}: >= 0.5x bare grpc.aio",
-                             None if p.x_ceiling is None else p.x_ceiling >= 0.5, _ratio(p.x_ceiling)))
-    for off, on, label in (("modelship-rest", "modelship-rest-batching", "REST"),
-                           ("modelship-grpc", "modelship-grpc-batching", "gRPC")):
+            out.append(
+                Check(
+                    f"{label} c={at}: >= 0.5x bare grpc.aio",
+                    None if p.x_ceiling is None else p.x_ceiling >= 0.5,
+                    _ratio(p.x_ceiling),
+                )
+            )
+    for off, on, label in (
+        ("modelship-rest", "modelship-rest-batching", "REST"),
+        ("modelship-grpc", "modelship-grpc-batching", "gRPC"),
+    ):
         a, b = get(off, high), get(on, high)
         if a is not None and b is not None:
-            out.append(Check(f"{label} c={high}: batching on > off", b.rps > a.rps and not b.error_count,
-                             f"{b.rps:,.0f} vs {a.rps:,.0f} req/s"))
+            out.append(
+                Check(
+                    f"{label} c={high}: batching on > off",
+                    b.rps > a.rps and not b.error_count,
+                    f"{b.rps:,.0f} vs {a.rps:,.0f} req/s",
+                )
+            )
     return out
 
 
@@ -187,31 +257,41 @@ def checks_text(items: list[Check], bullet: str = "  ") -> str:
     return "\n".join(f"{bullet}{c.text}: {mark[c.met]} ({c.detail})" for c in items)
 
 
-def write_json(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check],
-               measurements: list[Point]) -> None:
+def write_json(
+    path: Path, meta: dict[str, Any], points: list[Point], items: list[Check], measurements: list[Point]
+) -> None:
     """``points``: one per target and connection count (medians when there were several rounds);
     ``measurements``: every single measurement."""
-    data = {"meta": meta, "points": [p.as_dict() for p in points], "checks": [c.__dict__ for c in items],
-            "measurements": [p.as_dict() for p in measurements]}
+    data = {
+        "meta": meta,
+        "points": [p.as_dict() for p in points],
+        "checks": [c.__dict__ for c in items],
+        "measurements": [p.as_dict() for p in measurements],
+    }
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
-    notes = [f"Command: `{meta['command']}`", "",
-             f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
-             f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up, "
-             f"{meta['rounds']} round(s) (medians; ± is half the req/s range); "
-             f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
-             f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
-             f"{meta['loadavg_start']} / {meta['loadavg_end']}.", "",
-             "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
-             "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
-             "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
-             "the point, `other CPU` cores used by everything else on the machine except the load "
-             "generator (other tenants: noise). `batch` is the mean rows per model call from the "
-             "server's batch-size histogram, where it has one. "
-             "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
-             "`x ceiling` over the bare server of the same transport.", ""]
+    notes = [
+        f"Command: `{meta['command']}`",
+        "",
+        f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
+        f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up, "
+        f"{meta['rounds']} round(s) (medians; ± is half the req/s range); "
+        f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
+        f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
+        f"{meta['loadavg_start']} / {meta['loadavg_end']}.",
+        "",
+        "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
+        "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
+        "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
+        "the point, `other CPU` cores used by everything else on the machine except the load "
+        "generator (other tenants: noise). `batch` is the mean rows per model call from the "
+        "server's batch-size histogram, where it has one. "
+        "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
+        "`x ceiling` over the bare server of the same transport.",
+        "",
+    ]
     body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
     failures = [f"- {p.name} ({p.transport}) c={p.connections}: {p.failure}" for p in points if p.failure]
     if failures:
@@ -239,8 +319,10 @@ def write_plot(path: Path, points: list[Point]) -> None:
         xs = [n + i * width - 0.4 + width / 2 for n in range(len(conns))]
         ax_rps.bar(xs, [pts[c].rps if c in pts else 0 for c in conns], width, label=label)
         ax_p99.bar(xs, [pts[c].p99_ms if c in pts else 0 for c in conns], width, label=label)
-    for ax, title in ((ax_rps, "throughput (req/s, higher is better)"),
-                      (ax_p99, "p99 latency (ms, log scale, lower is better)")):
+    for ax, title in (
+        (ax_rps, "throughput (req/s, higher is better)"),
+        (ax_p99, "p99 latency (ms, log scale, lower is better)"),
+    ):
         ax.set_xticks(range(len(conns)), [f"{c} conns" for c in conns])
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)

@@ -46,46 +46,85 @@ Load = Callable[[Running, int, int], LoadResult]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-base-path", type=Path,
-                   help="model base path holding <version>/ dirs (TF Serving's --model_base_path); "
-                        "default: train and export one into a temporary directory")
+    p = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model-base-path",
+        type=Path,
+        help="model base path holding <version>/ dirs (TF Serving's --model_base_path); "
+        "default: train and export one into a temporary directory",
+    )
     p.add_argument("--model-name", default="linear", help="model name (route path and ModelSpec.name)")
-    p.add_argument("--targets", default=",".join(t.key for t in TARGETS),
-                   help="comma-separated targets to run, in this order: " + ", ".join(t.key for t in TARGETS))
-    p.add_argument("--connections", default="1,32,256",
-                   help="comma-separated concurrent connections, one point each")
+    p.add_argument(
+        "--targets",
+        default=",".join(t.key for t in TARGETS),
+        help="comma-separated targets to run, in this order: " + ", ".join(t.key for t in TARGETS),
+    )
+    p.add_argument(
+        "--connections", default="1,32,256", help="comma-separated concurrent connections, one point each"
+    )
     p.add_argument("--duration", type=int, help="measured seconds per point, whole seconds (default 10)")
     p.add_argument("--warmup", type=int, help="warm-up seconds before each point, 0 for none (default 2)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: --duration and --warmup default to 3 and 1 instead")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="repeat the whole sequence this many times (servers restarted each round) and "
-                        "report medians: slow drift from other load on the machine averages out")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: --duration and --warmup default to 3 and 1 instead"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole sequence this many times (servers restarted each round) and "
+        "report medians: slow drift from other load on the machine averages out",
+    )
     p.add_argument("--rows", type=int, default=1, help="instances (rows) per request")
-    p.add_argument("--timeout", type=float, default=5.0,
-                   help="per-request timeout in seconds (timeouts count as errors)")
+    p.add_argument(
+        "--timeout", type=float, default=5.0, help="per-request timeout in seconds (timeouts count as errors)"
+    )
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core for load)")
-    p.add_argument("--grpc-loadgen", choices=("auto", "ghz", "python"), default="auto",
-                   help="gRPC load generator: ghz built from the Go module proxy, the Python multi-process "
-                        "client, or ghz with the Python client as fallback (auto)")
-    p.add_argument("--grpc-connections", type=int, default=0,
-                   help="HTTP/2 connections for gRPC load (default 0: one per concurrent call, like wrk)")
+    p.add_argument(
+        "--grpc-loadgen",
+        choices=("auto", "ghz", "python"),
+        default="auto",
+        help="gRPC load generator: ghz built from the Go module proxy, the Python multi-process "
+        "client, or ghz with the Python client as fallback (auto)",
+    )
+    p.add_argument(
+        "--grpc-connections",
+        type=int,
+        default=0,
+        help="HTTP/2 connections for gRPC load (default 0: one per concurrent call, like wrk)",
+    )
     p.add_argument("--python-client-procs", type=int, default=2, help="processes of the Python gRPC client")
-    p.add_argument("--batching-parameters", type=Path,
-                   help="BatchingParameters text proto for the +batching targets (default: " +
-                        DEFAULT_BATCHING.strip() + ")")
-    p.add_argument("--modelship-arg", action="append", default=[], metavar="ARG",
-                   help="extra flag for every Modelship target (repeatable), "
-                        "e.g. --modelship-arg=--model_threads=4")
-    p.add_argument("--no-pin", dest="pin", action="store_false",
-                   help="do not pin: by default, with >= 2 CPUs and taskset, the load generator gets the "
-                        "last CPU and the server the others")
-    p.add_argument("--ready-timeout", type=float, default=180.0,
-                   help="seconds a server may take to become ready")
-    p.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results",
-                   help="where latest.json, latest.md and latest.png go")
+    p.add_argument(
+        "--batching-parameters",
+        type=Path,
+        help="BatchingParameters text proto for the +batching targets (default: "
+        + DEFAULT_BATCHING.strip()
+        + ")",
+    )
+    p.add_argument(
+        "--modelship-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra flag for every Modelship target (repeatable), e.g. --modelship-arg=--model_threads=4",
+    )
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin: by default, with >= 2 CPUs and taskset, the load generator gets the "
+        "last CPU and the server the others",
+    )
+    p.add_argument(
+        "--ready-timeout", type=float, default=180.0, help="seconds a server may take to become ready"
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="where latest.json, latest.md and latest.png go",
+    )
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plot")
     args = p.parse_args(argv)
     if args.duration is None:
@@ -114,10 +153,18 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
     say("==> training and exporting a linear model into a temporary directory")
     run_dir, base = work / "run", work / "models"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for cmd in (["train", "--run-dir", str(run_dir), "--no-progress"],
-                ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name]):
-        done = subprocess.run([sys.executable, "-m", "model", *cmd], cwd=ROOT, env=env,
-                              capture_output=True, text=True, check=False)
+    for cmd in (
+        ["train", "--run-dir", str(run_dir), "--no-progress"],
+        ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "model", *cmd],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise SystemExit(f"python -m model {cmd[0]} failed:\n{done.stderr[-3000:]}")
     return base / str(args.model_name)
@@ -139,16 +186,20 @@ def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | Non
     def conns(c: int) -> int:
         return min(c, args.grpc_connections) if args.grpc_connections else c
 
-    conn_note = (f"{args.grpc_connections} HTTP/2 connection(s)" if args.grpc_connections
-                 else "one HTTP/2 connection per concurrent call")
+    conn_note = (
+        f"{args.grpc_connections} HTTP/2 connection(s)"
+        if args.grpc_connections
+        else "one HTTP/2 connection per concurrent call"
+    )
     if args.grpc_loadgen in ("auto", "ghz"):
         try:
             binary = ghz_load.find_ghz()
             protoset = tfs.write_protoset(work / "tensorflow_serving.protoset")
 
             def run_ghz(r: Running, c: int, secs: int) -> LoadResult:
-                return ghz_load.run(binary, r.address, protoset, request_file, c, conns(c), secs,
-                                    args.timeout, load_cpus)
+                return ghz_load.run(
+                    binary, r.address, protoset, request_file, c, conns(c), secs, args.timeout, load_cpus
+                )
 
             return run_ghz, f"{ghz_load.version(binary)} (closed loop, {conn_note})"
         except RuntimeError as exc:
@@ -157,8 +208,9 @@ def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | Non
             say(f"  ghz unavailable ({exc}); falling back to the Python gRPC client")
 
     def run_py(r: Running, c: int, secs: int) -> LoadResult:
-        return pygrpc_load.run(r.address, request_file, c, conns(c), secs, args.python_client_procs,
-                               args.timeout, load_cpus)
+        return pygrpc_load.run(
+            r.address, request_file, c, conns(c), secs, args.python_client_procs, args.timeout, load_cpus
+        )
 
     return run_py, f"Python grpc.aio client, {args.python_client_procs} processes (closed loop, {conn_note})"
 
@@ -169,8 +221,14 @@ def _gist(exc: BaseException) -> str:
     return (lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}")[:300]
 
 
-def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Namespace,
-                   progress: Callable[[str], None], round_no: int) -> list[report.Point]:
+def measure_target(
+    target: Target,
+    ctx: Context,
+    load: Load,
+    args: argparse.Namespace,
+    progress: Callable[[str], None],
+    round_no: int,
+) -> list[report.Point]:
     points: list[report.Point] = []
 
     def failed(conns: int, why: str) -> report.Point:
@@ -202,21 +260,35 @@ def measure_target(target: Target, ctx: Context, load: Load, args: argparse.Name
                 continue
             seconds = max(result.duration_s, 1e-9)
             point = report.Point(
-                target.key, target.name, target.transport, conns, rps=result.rps, p50_ms=result.p50_ms,
-                p90_ms=result.p90_ms, p99_ms=result.p99_ms, errors=result.errors,
-                peak_rss_mib=procs.peak_rss_bytes(pid) / 2**20, server_cpu=(cpu1 - cpu0) / seconds,
+                target.key,
+                target.name,
+                target.transport,
+                conns,
+                rps=result.rps,
+                p50_ms=result.p50_ms,
+                p90_ms=result.p90_ms,
+                p99_ms=result.p99_ms,
+                errors=result.errors,
+                peak_rss_mib=procs.peak_rss_bytes(pid) / 2**20,
+                server_cpu=(cpu1 - cpu0) / seconds,
                 loadgen_cpu=result.loadgen_cpu_s / seconds,
                 other_cpu=max(0.0, (busy1 - busy0 - (cpu1 - cpu0) - result.loadgen_cpu_s) / seconds),
-                duration_s=result.duration_s, ok=result.ok, round=round_no)
+                duration_s=result.duration_s,
+                ok=result.ok,
+                round=round_no,
+            )
             if batches0 and batches1 and batches1[1] > batches0[1]:
                 point.mean_batch = (batches1[0] - batches0[0]) / (batches1[1] - batches0[1])
             if running.proc.poll() is not None:
                 point.failure = f"server exited with {running.proc.returncode} during the point"
             points.append(point)
             flag = f"  ERRORS {point.errors}" if point.error_count else ""
-            say(f"    {point.rps:>9,.0f} req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  "
+            say(
+                f"    {point.rps:>9,.0f} req/s  p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  "
                 f"server {point.server_cpu:.2f} / load {point.loadgen_cpu:.2f} cores"
-                + (f"  mean batch {point.mean_batch:.1f}" if point.mean_batch else "") + flag)
+                + (f"  mean batch {point.mean_batch:.1f}" if point.mean_batch else "")
+                + flag
+            )
     finally:
         procs.stop(running.proc)
     return points
@@ -232,8 +304,11 @@ def environment(args: argparse.Namespace, pinning: str, rest_gen: str, grpc_gen:
         commit += " (with uncommitted changes in service/, model/ or bench/)"
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
     versions = {}
     for dist in ("tensorflow-cpu", "fastapi", "uvicorn", "grpcio", "uvloop", "httptools", "orjson"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -242,11 +317,19 @@ def environment(args: argparse.Namespace, pinning: str, rest_gen: str, grpc_gen:
         "command": "scripts/bench" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": f"{os.cpu_count()} x {cpu}, {platform.system()} {platform.release()}, "
-                   f"Python {platform.python_version()}",
-        "commit": commit, "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds,
+        f"Python {platform.python_version()}",
+        "commit": commit,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "rows": args.rows,
-        "connections": args.connection_list, "rest_loadgen": rest_gen, "grpc_loadgen": grpc_gen,
-        "pinning": pinning, "versions": versions, "loadavg_start": _loadavg(), "loadavg_end": None,
+        "connections": args.connection_list,
+        "rest_loadgen": rest_gen,
+        "grpc_loadgen": grpc_gen,
+        "pinning": pinning,
+        "versions": versions,
+        "loadavg_start": _loadavg(),
+        "loadavg_end": None,
         "interrupted": False,
     }
 
@@ -268,16 +351,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         batching_file = args.batching_parameters or work / "batching.pbtxt"
         if args.batching_parameters is None:
             batching_file.write_text(DEFAULT_BATCHING)
-        ctx = Context(args.model_name, base_path, latest_version(base_path), work, server_cpus,
-                      Path(batching_file).resolve(), list(args.modelship_arg), args.rows, args.ready_timeout)
+        ctx = Context(
+            args.model_name,
+            base_path,
+            latest_version(base_path),
+            work,
+            server_cpus,
+            Path(batching_file).resolve(),
+            list(args.modelship_arg),
+            args.rows,
+            args.ready_timeout,
+        )
         body = tfs.rest_body(args.rows)
 
         def run_wrk(r: Running, c: int, secs: int) -> LoadResult:
             return wrk_load.run(wrk, r.url, body, c, secs, args.wrk_threads, args.timeout, load_cpus)
 
         rest_gen = f"{wrk_load.version(wrk)}, {args.wrk_threads} thread(s) (closed loop)" if wrk else "—"
-        run_grpc, grpc_gen = (grpc_loader(args, work, load_cpus) if any(t.transport == GRPC
-                              for t in args.target_list) else (run_wrk, "—"))
+        run_grpc, grpc_gen = (
+            grpc_loader(args, work, load_cpus)
+            if any(t.transport == GRPC for t in args.target_list)
+            else (run_wrk, "—")
+        )
         meta = environment(args, pinning, rest_gen, grpc_gen)
         total = args.rounds * len(args.target_list) * len(args.connection_list)
         per_point = args.duration + args.warmup
@@ -324,8 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if items:
         print("\nTargets of issue 3 (informational, never gated):")
         print(report.checks_text(items))
-    print(f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "
-          f"{meta['loadavg_start']} -> {meta['loadavg_end']}")
+    print(
+        f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "
+        f"{meta['loadavg_start']} -> {meta['loadavg_end']}"
+    )
     print(f"Results: {args.out_dir}/latest.json, latest.md" + (", latest.png" if plotted else ""))
     if meta["interrupted"]:
         return 130

@@ -18,8 +18,10 @@ from bench.load import tfs
 ROOT = Path(__file__).resolve().parent.parent
 REST, GRPC = "REST", "gRPC"
 BATCH_METRIC = "modelship_batch_size"  # histogram of rows per model call, when batching is on
-DEFAULT_BATCHING = ("max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
-                    "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }\n")
+DEFAULT_BATCHING = (
+    "max_batch_size { value: 64 } batch_timeout_micros { value: 0 } "
+    "max_enqueued_batches { value: 100 } num_batch_threads { value: 2 }\n"
+)
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,28 @@ def server_env() -> dict[str, str]:
 def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> list[str]:
     py = sys.executable
     if target.kind == "seed":
-        return [py, "-m", "bench.servers.seed_baseline", f"--model-dir={ctx.version_dir}",
-                f"--model-name={ctx.model_name}", f"--port={rest_port}"]
+        return [
+            py,
+            "-m",
+            "bench.servers.seed_baseline",
+            f"--model-dir={ctx.version_dir}",
+            f"--model-name={ctx.model_name}",
+            f"--port={rest_port}",
+        ]
     if target.kind == "bare-asgi":
         return [py, "-m", "bench.servers.bare_asgi", f"--port={rest_port}"]
     if target.kind == "bare-grpc":
         return [py, "-m", "bench.servers.bare_grpc", f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
-    argv = [py, "-m", "service", f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}",
-            f"--rest_api_port={rest_port}", f"--port={grpc_port}", "--host=127.0.0.1"]
+    argv = [
+        py,
+        "-m",
+        "service",
+        f"--model_name={ctx.model_name}",
+        f"--model_base_path={ctx.base_path}",
+        f"--rest_api_port={rest_port}",
+        f"--port={grpc_port}",
+        "--host=127.0.0.1",
+    ]
     if target.batching:
         argv += ["--enable_batching=true", f"--batching_parameters_file={ctx.batching_file}"]
     return argv + ctx.modelship_args
@@ -147,8 +163,9 @@ def launch(target: Target, ctx: Context) -> Running:
         else:
             running.address = f"127.0.0.1:{grpc_port}"
             request = tfs.predict_request(ctx.model_name, ctx.rows)
-            procs.wait_for(lambda: tfs.predict_ok(running.address, request), ctx.ready_timeout, proc, log,
-                           target.key)
+            procs.wait_for(
+                lambda: tfs.predict_ok(running.address, request), ctx.ready_timeout, proc, log, target.key
+            )
     except BaseException:
         procs.stop(proc)
         raise

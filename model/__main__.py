@@ -29,16 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a linear regression and evaluate it on a held-out split",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--run-dir", type=Path, required=True,
-                   help="empty directory for the run: saved_model/, run.json, test.csv")
+    t = sub.add_parser(
+        "train",
+        help="train a linear regression and evaluate it on a held-out split",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument(
+        "--run-dir",
+        type=Path,
+        required=True,
+        help="empty directory for the run: saved_model/, run.json, test.csv",
+    )
     t.add_argument("--csv", type=Path, help="train on this CSV (header row) instead of synthetic data")
     t.add_argument("--target", default="y", help="CSV column to predict")
-    t.add_argument("--feature", dest="features", action="append",
-                   help="CSV feature column; repeat for several (default: every column but the target)")
-    t.add_argument("--features", dest="n_features", type=int, default=3,
-                   help="number of synthetic features")
+    t.add_argument(
+        "--feature",
+        dest="features",
+        action="append",
+        help="CSV feature column; repeat for several (default: every column but the target)",
+    )
+    t.add_argument("--features", dest="n_features", type=int, default=3, help="number of synthetic features")
     t.add_argument("--samples", type=int, default=2000, help="number of synthetic rows")
     t.add_argument("--noise", type=float, default=0.1, help="std-dev of synthetic label noise")
     t.add_argument("--seed", type=int, default=0, help="seed for data, split and initialisation")
@@ -48,18 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64, help="rows per gradient step")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    e = sub.add_parser("export", help="apply the quality gate and export a run to a model base path",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e = sub.add_parser(
+        "export",
+        help="apply the quality gate and export a run to a model base path",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     e.add_argument("--run-dir", type=Path, required=True, help="run directory written by `train`")
-    e.add_argument("--base-path", type=Path, required=True,
-                   help="root of model base paths; the version lands in BASE/NAME/VERSION")
+    e.add_argument(
+        "--base-path",
+        type=Path,
+        required=True,
+        help="root of model base paths; the version lands in BASE/NAME/VERSION",
+    )
     e.add_argument("--name", default="linear", help="model name (the servable name)")
     e.add_argument("--version", type=int, help="version number (default: the next integer)")
     e.add_argument("--min-r2", type=float, help="refuse to export if held-out R² is below this")
     e.add_argument("--max-mse", type=float, help="refuse to export if held-out MSE is above this")
 
-    v = sub.add_parser("evaluate", help="evaluate an exported version on a CSV",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    v = sub.add_parser(
+        "evaluate",
+        help="evaluate an exported version on a CSV",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     v.add_argument("--version-dir", type=Path, required=True, help="BASE/NAME/VERSION directory")
     v.add_argument("--csv", type=Path, required=True, help="CSV with the feature and target columns")
     v.add_argument("--target", help="target column (default: the one recorded in the manifest)")
@@ -85,10 +105,14 @@ def _run(args: argparse.Namespace) -> int:
         from model.linear import TrainConfig
         from model.pipeline import train_run
 
-        data = (load_csv(args.csv, args.features, args.target) if args.csv
-                else synthetic(args.samples, args.n_features, args.noise, args.seed))
-        config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate,
-                             batch_size=args.batch_size, seed=args.seed)
+        data = (
+            load_csv(args.csv, args.features, args.target)
+            if args.csv
+            else synthetic(args.samples, args.n_features, args.noise, args.seed)
+        )
+        config = TrainConfig(
+            epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed
+        )
         run = train_run(data, config, args.test_fraction, args.run_dir, progress=not args.no_progress)
         log.info("held-out metrics: %s", json.dumps(run["metrics"]))
         log.info("run written to %s", args.run_dir)

@@ -14,8 +14,9 @@ from model.errors import DataError
 from model.metrics import RegressionMetrics, regression_metrics
 
 
-def evaluate_version(version_dir: Path, csv_path: Path, target: str | None,
-                     plot: Path | None) -> RegressionMetrics:
+def evaluate_version(
+    version_dir: Path, csv_path: Path, target: str | None, plot: Path | None
+) -> RegressionMetrics:
     """Run the version's ``serving_default`` on ``csv_path`` and return held-out metrics."""
     info = manifest.verify(version_dir) or {}
     features = info.get("feature_names")

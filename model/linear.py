@@ -93,6 +93,7 @@ def train(data: Dataset, config: TrainConfig, progress: bool = True) -> TrainRes
     y_all = tf.constant(data.y)
     step = _make_step(module, config.learning_rate)
     rng = np.random.default_rng(config.seed)
+
     def full_loss() -> float:
         return float(tf.reduce_mean(tf.square(module(x_all) - y_all)))
 
@@ -107,7 +108,6 @@ def train(data: Dataset, config: TrainConfig, progress: bool = True) -> TrainRes
         history.append(loss)
         bar.set_postfix(mse=f"{loss:.5f}")
     return TrainResult(module, history)
-
 
 
 def _make_step(module: LinearRegression, lr: float) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:

@@ -24,8 +24,9 @@ from model.metrics import QualityGate, RegressionMetrics, regression_metrics
 RUN_FILE = "run.json"
 
 
-def train_run(data: Dataset, config: TrainConfig, test_fraction: float, run_dir: Path,
-              progress: bool = True) -> dict[str, Any]:
+def train_run(
+    data: Dataset, config: TrainConfig, test_fraction: float, run_dir: Path, progress: bool = True
+) -> dict[str, Any]:
     """Train on a split of ``data``, evaluate on the held-out part, and write ``run_dir``."""
     train_set, test_set = data.split(test_fraction, config.seed)
     result = train(train_set, config, progress=progress)
@@ -44,8 +45,13 @@ def train_run(data: Dataset, config: TrainConfig, test_fraction: float, run_dir:
         "target_name": data.target_name,
         "input_schema": {
             "signature": "serving_default",
-            "inputs": {"x": {"dtype": "DT_FLOAT", "shape": [-1, data.n_features],
-                             "features": list(data.feature_names)}},
+            "inputs": {
+                "x": {
+                    "dtype": "DT_FLOAT",
+                    "shape": [-1, data.n_features],
+                    "features": list(data.feature_names),
+                }
+            },
             "outputs": {"y": {"dtype": "DT_FLOAT", "shape": [-1]}},
             "allow_non_finite": False,
         },
@@ -73,19 +79,24 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def export_run(run_dir: Path, base_path: Path, name: str, gate: QualityGate,
-               version: int | None = None) -> Path:
+def export_run(
+    run_dir: Path, base_path: Path, name: str, gate: QualityGate, version: int | None = None
+) -> Path:
     """Refuse the run if it misses ``gate``; otherwise export it and return the version dir."""
     run = load_run(run_dir)
-    gate.check(RegressionMetrics(**{k: run["metrics"][k] for k in ("mse", "rmse", "mae", "r2")},
-                                 n=int(run["metrics"]["n"])))
+    gate.check(
+        RegressionMetrics(
+            **{k: run["metrics"][k] for k in ("mse", "rmse", "mae", "r2")}, n=int(run["metrics"]["n"])
+        )
+    )
     n_features = len(run["feature_names"])
     example = np.zeros((1, n_features), dtype=np.float32)
-    body = {k: run[k] for k in ("model_type", "metrics", "feature_names", "target_name",
-                                "input_schema", "training")}
+    body = {
+        k: run[k]
+        for k in ("model_type", "metrics", "feature_names", "target_name", "input_schema", "training")
+    }
     body["quality_gate"] = asdict(gate)
-    return exporter.export(run_dir / "saved_model", base_path, name, body, version,
-                           warmup=("x", example))
+    return exporter.export(run_dir / "saved_model", base_path, name, body, version, warmup=("x", example))
 
 
 def _write_csv(path: Path, data: Dataset) -> None:

@@ -48,8 +48,9 @@ class BatchingParameters:
             raise InvalidArgument("batch_timeout_micros must be >= 0")
         sizes = self.allowed_batch_sizes
         if sizes and (list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise InvalidArgument("allowed_batch_sizes must increase and its last entry must match "
-                                  "max_batch_size")
+            raise InvalidArgument(
+                "allowed_batch_sizes must increase and its last entry must match max_batch_size"
+            )
 
     @classmethod
     def parse(cls, text: str, default_threads: int) -> BatchingParameters:
@@ -62,13 +63,21 @@ class BatchingParameters:
             key, raw = m.group(1), m.group(2) or m.group(3)
             if key == "allowed_batch_sizes":
                 allowed.append(int(raw))
-            elif key in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
-                         "num_batch_threads"):
+            elif key in (
+                "max_batch_size",
+                "batch_timeout_micros",
+                "max_enqueued_batches",
+                "num_batch_threads",
+            ):
                 values[key] = int(raw)
             elif key == "pad_variable_length_inputs" and raw.lower() == "true":
                 raise InvalidArgument("pad_variable_length_inputs is not supported")
-            elif key not in ("thread_pool_name", "enable_large_batch_splitting",
-                             "max_execution_batch_size", "pad_variable_length_inputs"):
+            elif key not in (
+                "thread_pool_name",
+                "enable_large_batch_splitting",
+                "max_execution_batch_size",
+                "pad_variable_length_inputs",
+            ):
                 raise InvalidArgument(f"unknown batching parameter {key!r}")
         stripped = pattern.sub("", body).strip()
         if stripped:
@@ -107,8 +116,9 @@ class Batcher:
     async def submit(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         p = self.params
         if rows > p.max_batch_size:
-            raise InvalidArgument(f"Task size {rows} is larger than maximum input batch size "
-                                  f"{p.max_batch_size}")
+            raise InvalidArgument(
+                f"Task size {rows} is larger than maximum input batch size {p.max_batch_size}"
+            )
         if self._queued_rows + rows > p.max_batch_size * p.max_enqueued_batches:
             raise Unavailable("The batch scheduling queue to which this task was submitted is full")
         # No shortcut for an idle queue: the worker starts on the next loop iteration, after every
@@ -184,7 +194,7 @@ class Batcher:
             self.on_batch(total)
         offset = 0
         for task in batch:
-            part = {k: v[offset: offset + task.rows] for k, v in outputs.items()}
+            part = {k: v[offset : offset + task.rows] for k, v in outputs.items()}
             offset += task.rows
             if not task.future.done():
                 task.future.set_result(part)

@@ -15,10 +15,18 @@ from typing import Any
 from service.settings import Settings
 
 # Flags TF Serving has that this server does not need, accepted so command lines keep working.
-IGNORED_TF_FLAGS = ("--enable_model_warmup_on_all_versions", "--tensorflow_session_parallelism",
-                    "--num_load_threads", "--num_unload_threads", "--max_num_load_retries",
-                    "--load_retry_interval_micros", "--flush_filesystem_caches",
-                    "--rest_api_num_threads", "--rest_api_timeout_in_ms", "--enable_profiler")
+IGNORED_TF_FLAGS = (
+    "--enable_model_warmup_on_all_versions",
+    "--tensorflow_session_parallelism",
+    "--num_load_threads",
+    "--num_unload_threads",
+    "--max_num_load_retries",
+    "--load_retry_interval_micros",
+    "--flush_filesystem_caches",
+    "--rest_api_num_threads",
+    "--rest_api_timeout_in_ms",
+    "--enable_profiler",
+)
 
 
 def _bool(text: str) -> bool:
@@ -34,27 +42,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m service",
         description="Modelship model server, wire-compatible with TensorFlow Serving. Every flag "
-                    "can also be set as MODELSHIP_<FLAG> in the environment.",
+        "can also be set as MODELSHIP_<FLAG> in the environment.",
     )
     fields = Settings.model_fields
-    flag_fields = ("port", "rest_api_port", "host", "model_name", "model_base_path",
-                   "model_config_file", "model_config_file_poll_wait_seconds",
-                   "file_system_poll_wait_seconds", "version_settle_seconds", "verify_manifest",
-                   "enable_model_warmup", "enable_batching", "batching_parameters_file",
-                   "auth_token_file", "max_request_bytes", "memory_budget_bytes", "grpc_max_message_bytes",
-                   "grpc_channel_arguments",
-                   "enable_serialization_as_tensor_content", "rest_api_enable_cors_support",
-                   "shutdown_timeout_seconds", "shutdown_delay_seconds",
-                   "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
-                   "runtime", "inline_max_rows", "model_threads", "log_level", "access_log")
+    flag_fields = (
+        "port",
+        "rest_api_port",
+        "host",
+        "model_name",
+        "model_base_path",
+        "model_config_file",
+        "model_config_file_poll_wait_seconds",
+        "file_system_poll_wait_seconds",
+        "version_settle_seconds",
+        "verify_manifest",
+        "enable_model_warmup",
+        "enable_batching",
+        "batching_parameters_file",
+        "auth_token_file",
+        "max_request_bytes",
+        "memory_budget_bytes",
+        "grpc_max_message_bytes",
+        "grpc_channel_arguments",
+        "enable_serialization_as_tensor_content",
+        "rest_api_enable_cors_support",
+        "shutdown_timeout_seconds",
+        "shutdown_delay_seconds",
+        "tensorflow_intra_op_parallelism",
+        "tensorflow_inter_op_parallelism",
+        "runtime",
+        "inline_max_rows",
+        "model_threads",
+        "log_level",
+        "access_log",
+    )
     for name in flag_fields:
         info = fields[name]
         kind: Any = info.annotation
         default = info.default
         help_text = f"{info.description} (default: {default})"
         if kind is bool:
-            parser.add_argument(f"--{name}", nargs="?", const=True, type=_bool,
-                                default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+            parser.add_argument(
+                f"--{name}",
+                nargs="?",
+                const=True,
+                type=_bool,
+                default=argparse.SUPPRESS,
+                metavar="BOOL",
+                help=help_text,
+            )
         else:
             conv: Any = {int: int, float: float}.get(kind, str)
             if "Path" in str(kind):

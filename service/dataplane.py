@@ -48,17 +48,23 @@ class Prediction:
 class DataPlane:
     """Everything the transports need, over one :class:`ModelRepository`."""
 
-    def __init__(self, repository: ModelRepository, workers: int | None = None,
-                 inline_max_rows: int = 64, batching: BatchingParameters | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        workers: int | None = None,
+        inline_max_rows: int = 64,
+        batching: BatchingParameters | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.repository = repository
         self.batching = batching
         self._on_batch = on_batch
         self.inline_max_rows = inline_max_rows
         self._draining = False
         self._unknown_models: set[str] = set()
-        self._pool = ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2),
-                                        thread_name_prefix="model")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or max(2, os.cpu_count() or 2), thread_name_prefix="model"
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -120,15 +126,22 @@ class DataPlane:
 
     # -- inference -----------------------------------------------------------------------------
 
-    async def predict(self, servable: Servable, info: sig.SignatureInfo,
-                      inputs: dict[str, np.ndarray], output_filter: Sequence[str] = ()) -> Prediction:
+    async def predict(
+        self,
+        servable: Servable,
+        info: sig.SignatureInfo,
+        inputs: dict[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+    ) -> Prediction:
         """Validate ``inputs`` against ``info`` and run it; keep only ``output_filter`` outputs."""
         validate_inputs(info, inputs, servable.allow_non_finite)
         wanted = list(output_filter)
         for name in wanted:
             if name not in info.outputs:
-                raise InvalidArgument(f"output tensor alias not found in signature: {name} Outputs "
-                                      f"expected to be in the set {{{','.join(info.outputs)}}}.")
+                raise InvalidArgument(
+                    f"output tensor alias not found in signature: {name} Outputs "
+                    f"expected to be in the set {{{','.join(info.outputs)}}}."
+                )
         if len(set(wanted)) != len(wanted):
             raise InvalidArgument("duplicate output tensor alias in output_filter")
         batcher = self._batcher(servable, info, inputs) if self.batching is not None else None
@@ -140,8 +153,9 @@ class DataPlane:
             outputs = {k: outputs[k] for k in wanted}
         return Prediction(servable, info, outputs)
 
-    def _batcher(self, servable: Servable, info: sig.SignatureInfo,
-                 inputs: dict[str, np.ndarray]) -> Batcher | None:
+    def _batcher(
+        self, servable: Servable, info: sig.SignatureInfo, inputs: dict[str, np.ndarray]
+    ) -> Batcher | None:
         """The queue for this version, signature and inner shapes; None if not batchable."""
         assert self.batching is not None
         if not all(t.shape and t.shape[0] == -1 for t in (*info.inputs.values(), *info.outputs.values())):
@@ -160,8 +174,9 @@ class DataPlane:
             batcher = servable.batchers[key] = Batcher(self.batching, execute, self._on_batch)
         return batcher
 
-    async def run(self, servable: Servable, signature_name: str,
-                  inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def run(
+        self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """Small requests on a LiteRT signature run inline (µs); the rest on the model threads."""
         lite = servable.lite
         if lite is not None and lite.supports(signature_name):
@@ -171,9 +186,13 @@ class DataPlane:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, servable.run, signature_name, inputs)
 
-    async def regress(self, servable: Servable, signature_name: str,
-                      example_list: list[tf.train.Example],
-                      context: tf.train.Example | None = None) -> list[float]:
+    async def regress(
+        self,
+        servable: Servable,
+        signature_name: str,
+        example_list: list[tf.train.Example],
+        context: tf.train.Example | None = None,
+    ) -> list[float]:
         """TF Serving Regress: one float per example from the signature's ``outputs``."""
         info = servable.signature(signature_name or None, sig.REGRESS_METHOD)
         result = await self._run_examples(servable, info, example_list, context)
@@ -182,9 +201,13 @@ class DataPlane:
             raise InvalidArgument("Expected one output tensor named 'outputs' in regress signature")
         return [float(v) for v in np.asarray(values).reshape(len(example_list), -1)[:, 0]]
 
-    async def classify(self, servable: Servable, signature_name: str,
-                       example_list: list[tf.train.Example],
-                       context: tf.train.Example | None = None) -> list[list[tuple[str, float]]]:
+    async def classify(
+        self,
+        servable: Servable,
+        signature_name: str,
+        example_list: list[tf.train.Example],
+        context: tf.train.Example | None = None,
+    ) -> list[list[tuple[str, float]]]:
         """TF Serving Classify: ``(label, score)`` pairs per example from ``classes``/``scores``."""
         info = servable.signature(signature_name or None, sig.CLASSIFY_METHOD)
         result = await self._run_examples(servable, info, example_list, context)
@@ -206,9 +229,13 @@ class DataPlane:
             out.append(row)
         return out
 
-    async def _run_examples(self, servable: Servable, info: sig.SignatureInfo,
-                            example_list: list[tf.train.Example],
-                            context: tf.train.Example | None) -> Prediction:
+    async def _run_examples(
+        self,
+        servable: Servable,
+        info: sig.SignatureInfo,
+        example_list: list[tf.train.Example],
+        context: tf.train.Example | None,
+    ) -> Prediction:
         if not example_list:
             raise InvalidArgument("Input is empty")
         if len(info.inputs) != 1:
@@ -223,8 +250,9 @@ class DataPlane:
         return await self.predict(servable, info, {input_name: serialized})
 
 
-def validate_inputs(info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray],
-                    allow_non_finite: bool) -> None:
+def validate_inputs(
+    info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray], allow_non_finite: bool
+) -> None:
     """Names, dtypes, shapes and (when the model says so) finiteness, naming the bad input."""
     expected, sent = set(info.inputs), set(inputs)
     if expected != sent:
@@ -242,11 +270,14 @@ def validate_inputs(info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray],
         if value.dtype != want:
             raise InvalidArgument(f"input '{name}' expects {tensor.dtype_name}, got {value.dtype}")
         if tensor.shape is not None and not _shape_fits(tensor.shape, value.shape):
-            raise InvalidArgument(f"input '{name}' expects shape {tensor.shape_text()}, "
-                                  f"got [{','.join(str(d) for d in value.shape)}]")
+            raise InvalidArgument(
+                f"input '{name}' expects shape {tensor.shape_text()}, "
+                f"got [{','.join(str(d) for d in value.shape)}]"
+            )
         if not allow_non_finite and value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise InvalidArgument(f"input '{name}' contains NaN or Infinity, which this model "
-                                  "does not accept")
+            raise InvalidArgument(
+                f"input '{name}' contains NaN or Infinity, which this model does not accept"
+            )
 
 
 def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:

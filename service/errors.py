@@ -116,4 +116,3 @@ class MemoryExhausted(ResourceExhausted):
     @property
     def http_status(self) -> int:
         return 503
-

@@ -164,8 +164,9 @@ def marker_path(dest: Path) -> Path:
 def already_fetched(dest: Path, sha256: str) -> bool:
     """True when ``dest`` was completed earlier from an archive with this digest."""
     marker = marker_path(dest)
-    return dest.is_dir() and marker.is_file() and hmac.compare_digest(marker.read_text().strip(),
-                                                                       sha256.lower())
+    return (
+        dest.is_dir() and marker.is_file() and hmac.compare_digest(marker.read_text().strip(), sha256.lower())
+    )
 
 
 def fetch(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
@@ -204,12 +205,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--url", required=True, help="http(s) URL of a .tar[.gz|.bz2|.xz] or .zip archive")
     parser.add_argument("--sha256", required=True, help="expected hex SHA-256 of the archive")
-    parser.add_argument("--dest", required=True, type=Path,
-                        help="version directory to create, e.g. /models/linear/1")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds per network operation (default: 60)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging level (default: INFO)")
+    parser.add_argument(
+        "--dest", required=True, type=Path, help="version directory to create, e.g. /models/linear/1"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds per network operation (default: 60)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
     return parser.parse_args(argv)
 
 

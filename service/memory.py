@@ -43,8 +43,10 @@ class MemoryBudget:
     def _take(self, held: int, nbytes: int, what: str, oversize: type[ServingError]) -> None:
         if held + nbytes > self.limit:
             self._refused("too_large")
-            raise oversize(f"{what} needs about {nbytes + held} bytes, more than the server's memory "
-                           f"budget for in-flight requests ({self.limit} bytes)")
+            raise oversize(
+                f"{what} needs about {nbytes + held} bytes, more than the server's memory "
+                f"budget for in-flight requests ({self.limit} bytes)"
+            )
         with self._lock:
             if self.in_use + nbytes > self.limit:
                 in_use = self.in_use
@@ -52,9 +54,11 @@ class MemoryBudget:
                 self.in_use += nbytes
                 return
         self._refused("busy")
-        raise MemoryExhausted(f"{what} needs about {nbytes} bytes but the server's memory budget for "
-                              f"in-flight requests is in use ({in_use} of {self.limit} bytes); "
-                              "retry later")
+        raise MemoryExhausted(
+            f"{what} needs about {nbytes} bytes but the server's memory budget for "
+            f"in-flight requests is in use ({in_use} of {self.limit} bytes); "
+            "retry later"
+        )
 
     def _release(self, nbytes: int) -> None:
         with self._lock:
@@ -102,8 +106,9 @@ def memory_limit() -> int:
     return min(v for v in limits if v > 0)
 
 
-def cgroup_limits(proc_cgroup: Path = Path("/proc/self/cgroup"),
-                  root: Path = Path("/sys/fs/cgroup")) -> list[int]:
+def cgroup_limits(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> list[int]:
     """Memory limits of this process's cgroup and its ancestors (v2 ``memory.max``, v1 ``limit_in_bytes``)."""
     try:
         lines = proc_cgroup.read_text().splitlines()

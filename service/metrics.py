@@ -34,8 +34,23 @@ from service.errors import Code
 from service.memory import MemoryBudget
 from service.repository import State
 
-_LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0, 10.0)
+_LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 _TF_BUCKETS = tuple(10 * 1.8**k for k in range(33))
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -47,38 +62,63 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the scrape for no use here
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("modelship_requests", "Requests by model, version, API, code and transport",
-                                ["model", "version", "api", "code", "transport"], registry=self.registry)
-        self.latency = Histogram("modelship_request_duration_seconds", "Request latency in seconds",
-                                 ["model", "version", "api", "transport"], buckets=_LATENCY_BUCKETS,
-                                 registry=self.registry)
-        self.state = Gauge("modelship_model_version_state",
-                           "1 for the state a model version is in (TF Serving states)",
-                           ["model", "version", "state"], registry=self.registry)
-        self.batch_size = Histogram("modelship_batch_size", "Rows per model call with batching on",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
-                                    registry=self.registry)
-        self.internal_errors = Counter("modelship_internal_errors",
-                                       "Requests that failed on an unexpected server error, by transport",
-                                       ["transport"], registry=self.registry)
-        self.memory_refusals = Counter("modelship_memory_refusals",
-                                       "Requests refused by the in-flight memory budget (busy: retry "
-                                       "later; too_large: can never fit)", ["reason"],
-                                       registry=self.registry)
-        self.memory_budget = Gauge("modelship_memory_budget_bytes",
-                                   "Bytes in-flight requests may hold at once", registry=self.registry)
-        self.memory_in_use = Gauge("modelship_memory_in_use_bytes",
-                                   "Bytes in-flight requests hold now", registry=self.registry)
+        self.requests = Counter(
+            "modelship_requests",
+            "Requests by model, version, API, code and transport",
+            ["model", "version", "api", "code", "transport"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modelship_request_duration_seconds",
+            "Request latency in seconds",
+            ["model", "version", "api", "transport"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.state = Gauge(
+            "modelship_model_version_state",
+            "1 for the state a model version is in (TF Serving states)",
+            ["model", "version", "state"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "modelship_batch_size",
+            "Rows per model call with batching on",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            "modelship_internal_errors",
+            "Requests that failed on an unexpected server error, by transport",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.memory_refusals = Counter(
+            "modelship_memory_refusals",
+            "Requests refused by the in-flight memory budget (busy: retry later; too_large: can never fit)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.memory_budget = Gauge(
+            "modelship_memory_budget_bytes",
+            "Bytes in-flight requests may hold at once",
+            registry=self.registry,
+        )
+        self.memory_in_use = Gauge(
+            "modelship_memory_in_use_bytes", "Bytes in-flight requests hold now", registry=self.registry
+        )
         self._tf_counts: dict[tuple[str, str], float] = {}
         self._children: dict[tuple[str, str, str, Code, str], tuple[Any, Any, Any, tuple[str, str]]] = {}
         self.registry.register(_TFRequestCount(self._tf_counts))
-        self.tf_latency = Histogram(":tensorflow:serving:request_latency",
-                                    "TF Serving-compatible request latency in microseconds",
-                                    ["model_name", "API", "entrypoint"], buckets=_TF_BUCKETS,
-                                    registry=self.registry)
+        self.tf_latency = Histogram(
+            ":tensorflow:serving:request_latency",
+            "TF Serving-compatible request latency in microseconds",
+            ["model_name", "API", "entrypoint"],
+            buckets=_TF_BUCKETS,
+            registry=self.registry,
+        )
 
-    def observe(self, model: str, version: str, api: str, code: Code, transport: str,
-                seconds: float) -> None:
+    def observe(self, model: str, version: str, api: str, code: Code, transport: str, seconds: float) -> None:
         key = (model, version, api, code, transport)
         children = self._children.get(key)
         if children is None:  # label lookups cost more than the updates: do them once per key
@@ -117,9 +157,9 @@ class _TFRequestCount(Collector):
         self._counts = counts
 
     def collect(self) -> Iterable[Metric]:
-        metric = Metric(":tensorflow:serving:request_count", "TF Serving-compatible request count",
-                        "counter")
+        metric = Metric(":tensorflow:serving:request_count", "TF Serving-compatible request count", "counter")
         for (model, status), value in list(self._counts.items()):
-            metric.add_sample(":tensorflow:serving:request_count",
-                              {"model_name": model, "status": status}, value)
+            metric.add_sample(
+                ":tensorflow:serving:request_count", {"model_name": model, "status": status}, value
+            )
         yield metric

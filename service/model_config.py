@@ -43,7 +43,7 @@ class VersionPolicy:
             return ordered
         if self.kind == "specific":
             return [v for v in ordered if v in self.versions]
-        return ordered[-max(1, self.num_versions):]
+        return ordered[-max(1, self.num_versions) :]
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,14 @@ def parse(text: str, origin: str = "model config") -> list[ModelConfig]:
         if not entry.base_path:
             raise InvalidArgument(f"{origin}: model {entry.name!r} has no base_path")
         if entry.model_platform not in ("", "tensorflow"):
-            raise InvalidArgument(f"{origin}: model {entry.name!r}: unsupported platform "
-                                  f"{entry.model_platform!r} (only 'tensorflow')")
+            raise InvalidArgument(
+                f"{origin}: model {entry.name!r}: unsupported platform "
+                f"{entry.model_platform!r} (only 'tensorflow')"
+            )
         for label in entry.version_labels:
             if not LABEL_RE.match(label):
                 raise InvalidArgument(f"{origin}: model {entry.name!r}: invalid label {label!r}")
-        out.append(ModelConfig(entry.name, Path(entry.base_path), _policy(entry),
-                               dict(entry.version_labels)))
+        out.append(ModelConfig(entry.name, Path(entry.base_path), _policy(entry), dict(entry.version_labels)))
     if not out:
         raise InvalidArgument(f"{origin}: no models configured")
     return out

@@ -42,9 +42,12 @@ class LiteRuntime:
         return sorted(self._runners)
 
 
-def convert(path: Path, signatures: Mapping[str, sig.SignatureInfo],
-            samples: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
-            max_call_us: float = 200.0) -> LiteRuntime:
+def convert(
+    path: Path,
+    signatures: Mapping[str, sig.SignatureInfo],
+    samples: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
+    max_call_us: float = 200.0,
+) -> LiteRuntime:
     """Convert the signatures that have verification ``samples`` (inputs, TF outputs)."""
     try:
         import tensorflow as tf
@@ -56,7 +59,8 @@ def convert(path: Path, signatures: Mapping[str, sig.SignatureInfo],
     for name, (inputs, expected) in samples.items():
         info = signatures[name]
         if info.method_name != sig.PREDICT_METHOD or any(
-                t.numpy_dtype is None or t.numpy_dtype == np.dtype(object) for t in info.inputs.values()):
+            t.numpy_dtype is None or t.numpy_dtype == np.dtype(object) for t in info.inputs.values()
+        ):
             continue
         try:
             converter = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[name])
@@ -64,16 +68,24 @@ def convert(path: Path, signatures: Mapping[str, sig.SignatureInfo],
             runner = interpreter.get_signature_runner(name)
             got = runner(**inputs)
         except Exception as exc:  # noqa: BLE001 - any conversion failure means: keep TensorFlow
-            log.info("signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)",
-                     name, path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            log.info(
+                "signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)",
+                name,
+                path,
+                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+            )
             continue
         if not _matches(expected, got):
             log.warning("signature %s of %s stays on TensorFlow: LiteRT results differ", name, path)
             continue
         call_us = _median_call_us(runner, inputs)
         if call_us > max_call_us:
-            log.info("signature %s of %s stays on TensorFlow: a LiteRT call takes %.0f µs, too long to "
-                     "run inline", name, path, call_us)
+            log.info(
+                "signature %s of %s stays on TensorFlow: a LiteRT call takes %.0f µs, too long to run inline",
+                name,
+                path,
+                call_us,
+            )
             continue
         runners[name] = runner
     return LiteRuntime(runners)
@@ -103,8 +115,11 @@ def _matches(expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) 
     return True
 
 
-def verification_samples(servable: Any, batch: int = 4, seed: int = 0,
-                         ) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+def verification_samples(
+    servable: Any,
+    batch: int = 4,
+    seed: int = 0,
+) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Random inputs for each numeric predict signature, with TensorFlow's outputs for them."""
     rng = np.random.default_rng(seed)
     samples = {}

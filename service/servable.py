@@ -82,9 +82,12 @@ def _tf_message(exc: tf.errors.OpError) -> str:
     kept = []
     for line in str(exc.message).splitlines():
         text = line.strip()
-        if (not text or text == "Graph execution error:" or text.startswith(("Detected at node", "File \"",
-                                                                              "[[", "<stack traces"))
-                or line.startswith("  ")):
+        if (
+            not text
+            or text == "Graph execution error:"
+            or text.startswith(("Detected at node", 'File "', "[[", "<stack traces"))
+            or line.startswith("  ")
+        ):
             continue
         kept.append(text.split(" [[", 1)[0].split(" [Op:", 1)[0])
     return ("; ".join(kept) or str(exc.message).strip() or type(exc).__name__)[:1000]

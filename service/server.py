@@ -67,8 +67,9 @@ class ModelServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.memory = MemoryBudget(settings.memory_budget_bytes or default_budget(),
-                                   on_refusal=self.metrics.memory_refused)
+        self.memory = MemoryBudget(
+            settings.memory_budget_bytes or default_budget(), on_refusal=self.metrics.memory_refused
+        )
         self.metrics.watch_memory(self.memory)
         self.repository = ModelRepository(
             settings.models(),
@@ -79,21 +80,41 @@ class ModelServer:
             listener=self.metrics.model_state,
             fast_runtime=settings.runtime == "auto",
         )
-        batching = (BatchingParameters.load(settings.batching_parameters_file, available_cpus())
-                    if settings.enable_batching else None)
-        self.dataplane = DataPlane(self.repository, workers=settings.model_threads or None,
-                                   inline_max_rows=settings.inline_max_rows, batching=batching,
-                                   on_batch=self.metrics.batch_size.observe)
+        batching = (
+            BatchingParameters.load(settings.batching_parameters_file, available_cpus())
+            if settings.enable_batching
+            else None
+        )
+        self.dataplane = DataPlane(
+            self.repository,
+            workers=settings.model_threads or None,
+            inline_max_rows=settings.inline_max_rows,
+            batching=batching,
+            on_batch=self.metrics.batch_size.observe,
+        )
         self.auth = TokenAuth(settings.auth_token_value())
         self._stopping = asyncio.Event()
         self._signals = 0
 
     def build_rest(self) -> uvicorn.Server:
-        app = create_app(self.dataplane, self.metrics, self.auth, self.settings.max_request_bytes,
-                         server_version(), self.memory, cors=self.settings.rest_api_enable_cors_support)
+        app = create_app(
+            self.dataplane,
+            self.metrics,
+            self.auth,
+            self.settings.max_request_bytes,
+            server_version(),
+            self.memory,
+            cors=self.settings.rest_api_enable_cors_support,
+        )
         config = uvicorn.Config(
-            app, host=self.settings.host, port=self.settings.rest_api_port, loop="none",
-            http="httptools", lifespan="off", access_log=self.settings.access_log, log_config=None,
+            app,
+            host=self.settings.host,
+            port=self.settings.rest_api_port,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            access_log=self.settings.access_log,
+            log_config=None,
             timeout_graceful_shutdown=int(max(1, self.settings.shutdown_timeout_seconds)),
             server_header=False,
         )
@@ -102,8 +123,18 @@ class ModelServer:
     def build_grpc(self) -> GrpcServer:
         s = self.settings
         receive, send = s.grpc_message_limits()
-        return GrpcServer(self.dataplane, self.metrics, self.auth, s.host, s.port, receive, send, self.memory,
-                          s.enable_serialization_as_tensor_content, s.grpc_channel_arguments)
+        return GrpcServer(
+            self.dataplane,
+            self.metrics,
+            self.auth,
+            s.host,
+            s.port,
+            receive,
+            send,
+            self.memory,
+            s.enable_serialization_as_tensor_content,
+            s.grpc_channel_arguments,
+        )
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -116,9 +147,15 @@ class ModelServer:
             await grpc_server.start()
         rest = self.build_rest() if self.settings.rest_api_port else None
         rest_task = asyncio.create_task(rest.serve()) if rest else None
-        log.info("serving %s: REST on %s:%s, gRPC on %s:%s; in-flight memory budget %d MiB",
-                 ", ".join(self.repository.model_names()), self.settings.host, self.settings.rest_api_port,
-                 self.settings.host, self.settings.port, self.memory.limit >> 20)
+        log.info(
+            "serving %s: REST on %s:%s, gRPC on %s:%s; in-flight memory budget %d MiB",
+            ", ".join(self.repository.model_names()),
+            self.settings.host,
+            self.settings.rest_api_port,
+            self.settings.host,
+            self.settings.port,
+            self.memory.limit >> 20,
+        )
         waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._stopping.wait())]
         if rest_task:
             waiters.append(rest_task)
@@ -135,8 +172,12 @@ class ModelServer:
         self.dataplane.start_draining()
         self._stopping.set()
 
-    async def _drain(self, rest: uvicorn.Server | None, rest_task: asyncio.Task[None] | None,
-                     grpc_server: GrpcServer | None) -> None:
+    async def _drain(
+        self,
+        rest: uvicorn.Server | None,
+        rest_task: asyncio.Task[None] | None,
+        grpc_server: GrpcServer | None,
+    ) -> None:
         self.dataplane.start_draining()
         bound = self.settings.shutdown_delay_seconds + self.settings.shutdown_timeout_seconds + 5
         watchdog = threading.Timer(bound, _overrun, args=(bound,))
@@ -181,8 +222,9 @@ def _overrun(bound: float) -> None:
 
 def run(settings: Settings) -> None:
     """Configure logging and TensorFlow, then serve until a signal arrives."""
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     configure_tensorflow(settings)
     try:
         import uvloop

@@ -19,86 +19,150 @@ from service.model_config import ModelConfig, load_file, single
 # MODELSHIP_* variables that belong to the project's own tooling (scripts/, tests, the chart's
 # helm test, the operator), not to the server: a shell that ran them can still start a server.
 # tests/service/test_settings.py checks this list against every name the repository uses.
-TOOLING_ENV = frozenset({
-    "MODELSHIP_ACTIONLINT_VERSION", "MODELSHIP_CACHE", "MODELSHIP_CLUSTER_DIR", "MODELSHIP_CLUSTER_NODE_IP",
-    "MODELSHIP_CLUSTER_NODE_NAME", "MODELSHIP_CLUSTER_RUN_DIR", "MODELSHIP_DEBIAN_MIRROR",
-    "MODELSHIP_DOCKERD_LOG", "MODELSHIP_DOCKERD_NICE", "MODELSHIP_DOCKERD_WAIT", "MODELSHIP_ETCD_VERSION",
-    "MODELSHIP_GHZ_VERSION", "MODELSHIP_HELM", "MODELSHIP_HELM_VERSION", "MODELSHIP_HOST_CA",
-    "MODELSHIP_IMAGE", "MODELSHIP_K8S_VERSION", "MODELSHIP_KUBECTL", "MODELSHIP_METRICS_SERVER_VERSION",
-    "MODELSHIP_PROM_OPERATOR_VERSION", "MODELSHIP_PYTHON", "MODELSHIP_ROLLOUT_SERVER_TOKEN_FILE",
-    "MODELSHIP_SKIP_BASE_IMAGE", "MODELSHIP_TEST_GRPC_TARGET", "MODELSHIP_TEST_IMAGE",
-    "MODELSHIP_TEST_MODEL", "MODELSHIP_TEST_REQUEST", "MODELSHIP_TEST_REST_URL",
-    "MODELSHIP_TEST_SERVICE_ENV", "MODELSHIP_TEST_TIMEOUT",
-})
+TOOLING_ENV = frozenset(
+    {
+        "MODELSHIP_ACTIONLINT_VERSION",
+        "MODELSHIP_CACHE",
+        "MODELSHIP_CLUSTER_DIR",
+        "MODELSHIP_CLUSTER_NODE_IP",
+        "MODELSHIP_CLUSTER_NODE_NAME",
+        "MODELSHIP_CLUSTER_RUN_DIR",
+        "MODELSHIP_DEBIAN_MIRROR",
+        "MODELSHIP_DOCKERD_LOG",
+        "MODELSHIP_DOCKERD_NICE",
+        "MODELSHIP_DOCKERD_WAIT",
+        "MODELSHIP_ETCD_VERSION",
+        "MODELSHIP_GHZ_VERSION",
+        "MODELSHIP_HELM",
+        "MODELSHIP_HELM_VERSION",
+        "MODELSHIP_HOST_CA",
+        "MODELSHIP_IMAGE",
+        "MODELSHIP_K8S_VERSION",
+        "MODELSHIP_KUBECTL",
+        "MODELSHIP_METRICS_SERVER_VERSION",
+        "MODELSHIP_PROM_OPERATOR_VERSION",
+        "MODELSHIP_PYTHON",
+        "MODELSHIP_ROLLOUT_SERVER_TOKEN_FILE",
+        "MODELSHIP_SKIP_BASE_IMAGE",
+        "MODELSHIP_TEST_GRPC_TARGET",
+        "MODELSHIP_TEST_IMAGE",
+        "MODELSHIP_TEST_MODEL",
+        "MODELSHIP_TEST_REQUEST",
+        "MODELSHIP_TEST_REST_URL",
+        "MODELSHIP_TEST_SERVICE_ENV",
+        "MODELSHIP_TEST_TIMEOUT",
+    }
+)
 
 
 class Settings(BaseSettings):
     """Every knob of the server; flags override environment, environment overrides defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELSHIP_", extra="forbid",
-                                      populate_by_name=True, protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix="MODELSHIP_", extra="forbid", populate_by_name=True, protected_namespaces=()
+    )
 
     rest_api_port: int = Field(8501, ge=0, le=65535, description="HTTP/REST port (0 disables REST).")
     port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 disables gRPC).")
     host: str = Field("0.0.0.0", description="Address both servers listen on.")
-    model_name: str = Field("model", validation_alias=AliasChoices("model_name", "MODELSHIP_MODEL_NAME",
-                                                                  "MODEL_NAME"),
-                            description="Name of the single served model (without a config file).")
-    model_base_path: Path | None = Field(None, description="Base path of the single served model; "
-                                         "default $MODEL_BASE_PATH/$MODEL_NAME.")
-    models_root: Path = Field(Path("/models"), validation_alias=AliasChoices(
-        "models_root", "MODELSHIP_MODELS_ROOT", "MODEL_BASE_PATH"),
+    model_name: str = Field(
+        "model",
+        validation_alias=AliasChoices("model_name", "MODELSHIP_MODEL_NAME", "MODEL_NAME"),
+        description="Name of the single served model (without a config file).",
+    )
+    model_base_path: Path | None = Field(
+        None, description="Base path of the single served model; default $MODEL_BASE_PATH/$MODEL_NAME."
+    )
+    models_root: Path = Field(
+        Path("/models"),
+        validation_alias=AliasChoices("models_root", "MODELSHIP_MODELS_ROOT", "MODEL_BASE_PATH"),
         description="Root holding <model_name>/ when --model_base_path is not given (TF Serving "
-                    "image's MODEL_BASE_PATH).")
-    model_config_file: Path | None = Field(None, description="TF Serving ModelServerConfig text "
-                                           "proto; overrides model_name and model_base_path.")
-    model_config_file_poll_wait_seconds: float = Field(0, ge=0, description="Re-read the config "
-                                                       "file this often (0: never).")
-    file_system_poll_wait_seconds: float = Field(1, description="Scan base paths for new versions "
-                                                 "this often; 0 scans once, negative never.")
-    version_settle_seconds: float = Field(0.5, ge=0, description="A version directory must stay "
-                                          "unchanged this long before it is loaded.")
-    verify_manifest: bool = Field(True, description="Check every file's sha256 against "
-                                  "manifest.json (when present) before loading a version.")
-    enable_model_warmup: bool = Field(True, description="Replay assets.extra warm-up records (or "
-                                      "a synthetic request) before a version becomes AVAILABLE.")
+        "image's MODEL_BASE_PATH).",
+    )
+    model_config_file: Path | None = Field(
+        None, description="TF Serving ModelServerConfig text proto; overrides model_name and model_base_path."
+    )
+    model_config_file_poll_wait_seconds: float = Field(
+        0, ge=0, description="Re-read the config file this often (0: never)."
+    )
+    file_system_poll_wait_seconds: float = Field(
+        1, description="Scan base paths for new versions this often; 0 scans once, negative never."
+    )
+    version_settle_seconds: float = Field(
+        0.5, ge=0, description="A version directory must stay unchanged this long before it is loaded."
+    )
+    verify_manifest: bool = Field(
+        True,
+        description="Check every file's sha256 against "
+        "manifest.json (when present) before loading a version.",
+    )
+    enable_model_warmup: bool = Field(
+        True,
+        description="Replay assets.extra warm-up records (or "
+        "a synthetic request) before a version becomes AVAILABLE.",
+    )
     enable_batching: bool = Field(False, description="Merge concurrent requests into batches.")
-    batching_parameters_file: Path | None = Field(None, description="TF Serving BatchingParameters "
-                                                  "text proto.")
-    auth_token: str | None = Field(None, description="Bearer token required on inference and "
-                                   "metadata (health and metrics stay open).")
-    auth_token_file: Path | None = Field(None, description="File holding the bearer token; wins "
-                                         "over auth_token.")
-    max_request_bytes: int = Field(64 << 20, gt=0, description="Largest request body accepted "
-                                   "(after gunzip); larger gets 413.")
-    grpc_max_message_bytes: int | None = Field(None, gt=0, description="Largest gRPC message sent "
-                                               "and received. Default: received as max_request_bytes "
-                                               "(TF Serving takes INT32_MAX, which lets one message "
-                                               "exhaust a pod's memory), sent up to INT32_MAX.")
-    memory_budget_bytes: int = Field(0, ge=0, description="Bytes that in-flight requests may hold "
-                                     "at once (bodies, parsed JSON, decoded tensors); past it "
-                                     "requests get 503 / RESOURCE_EXHAUSTED at once. 0: half of the "
-                                     "container's memory limit (or of the machine's memory).")
-    grpc_channel_arguments: str = Field("", description="Extra gRPC server channel arguments as "
-                                        "comma-separated key=value pairs (TF Serving's flag), e.g. "
-                                        "grpc.max_connection_age_ms=3000.")
+    batching_parameters_file: Path | None = Field(
+        None, description="TF Serving BatchingParameters text proto."
+    )
+    auth_token: str | None = Field(
+        None, description="Bearer token required on inference and metadata (health and metrics stay open)."
+    )
+    auth_token_file: Path | None = Field(
+        None, description="File holding the bearer token; wins over auth_token."
+    )
+    max_request_bytes: int = Field(
+        64 << 20, gt=0, description="Largest request body accepted (after gunzip); larger gets 413."
+    )
+    grpc_max_message_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Largest gRPC message sent "
+        "and received. Default: received as max_request_bytes "
+        "(TF Serving takes INT32_MAX, which lets one message "
+        "exhaust a pod's memory), sent up to INT32_MAX.",
+    )
+    memory_budget_bytes: int = Field(
+        0,
+        ge=0,
+        description="Bytes that in-flight requests may hold "
+        "at once (bodies, parsed JSON, decoded tensors); past it "
+        "requests get 503 / RESOURCE_EXHAUSTED at once. 0: half of the "
+        "container's memory limit (or of the machine's memory).",
+    )
+    grpc_channel_arguments: str = Field(
+        "",
+        description="Extra gRPC server channel arguments as "
+        "comma-separated key=value pairs (TF Serving's flag), e.g. "
+        "grpc.max_connection_age_ms=3000.",
+    )
     enable_serialization_as_tensor_content: bool = Field(
-        False, description="Encode gRPC outputs as tensor_content instead of typed fields.")
-    rest_api_enable_cors_support: bool = Field(False, description="Send permissive CORS headers "
-                                               "on /v1 responses.")
-    shutdown_timeout_seconds: float = Field(20, gt=0, description="On SIGTERM, wait at most this "
-                                            "long for in-flight requests before exiting.")
-    shutdown_delay_seconds: float = Field(0, ge=0, description="On SIGTERM, keep serving (while "
-                                          "reporting not ready) this long before draining.")
-    tensorflow_intra_op_parallelism: int = Field(0, ge=0, description="TF intra-op threads (0: the "
-                                                 "CPUs available to the process).")
-    tensorflow_inter_op_parallelism: int = Field(0, ge=0, description="TF inter-op threads (0: as "
-                                                 "intra-op).")
-    runtime: Literal["auto", "tensorflow"] = Field("auto", description="auto: run predict signatures "
-                                                   "that convert to LiteRT and verify against "
-                                                   "TensorFlow with LiteRT; tensorflow: always TF.")
-    inline_max_rows: int = Field(64, ge=0, description="Requests of at most this many rows on a "
-                                 "LiteRT signature run inline on the event loop.")
+        False, description="Encode gRPC outputs as tensor_content instead of typed fields."
+    )
+    rest_api_enable_cors_support: bool = Field(
+        False, description="Send permissive CORS headers on /v1 responses."
+    )
+    shutdown_timeout_seconds: float = Field(
+        20, gt=0, description="On SIGTERM, wait at most this long for in-flight requests before exiting."
+    )
+    shutdown_delay_seconds: float = Field(
+        0, ge=0, description="On SIGTERM, keep serving (while reporting not ready) this long before draining."
+    )
+    tensorflow_intra_op_parallelism: int = Field(
+        0, ge=0, description="TF intra-op threads (0: the CPUs available to the process)."
+    )
+    tensorflow_inter_op_parallelism: int = Field(0, ge=0, description="TF inter-op threads (0: as intra-op).")
+    runtime: Literal["auto", "tensorflow"] = Field(
+        "auto",
+        description="auto: run predict signatures "
+        "that convert to LiteRT and verify against "
+        "TensorFlow with LiteRT; tensorflow: always TF.",
+    )
+    inline_max_rows: int = Field(
+        64,
+        ge=0,
+        description="Requests of at most this many rows on a LiteRT signature run inline on the event loop.",
+    )
     model_threads: int = Field(0, ge=0, description="Threads running model calls (0: CPUs, at least 2).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     access_log: bool = Field(False, description="Log one line per request (never payloads).")
@@ -107,8 +171,11 @@ class Settings(BaseSettings):
     @classmethod
     def _reject_unknown_env(cls, data: object) -> object:
         known = {f"MODELSHIP_{name}".upper() for name in cls.model_fields}
-        unknown = sorted(k for k in os.environ if k.upper().startswith("MODELSHIP_")
-                         and k.upper() not in known and k.upper() not in TOOLING_ENV)
+        unknown = sorted(
+            k
+            for k in os.environ
+            if k.upper().startswith("MODELSHIP_") and k.upper() not in known and k.upper() not in TOOLING_ENV
+        )
         if unknown:
             raise ValueError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
         return data
@@ -137,8 +204,10 @@ class Settings(BaseSettings):
         else:
             return None
         if not token:
-            raise ValueError(f"{source} is empty: refusing to start an unauthenticated server (mount "
-                             "the right Secret, or unset it to run without auth)")
+            raise ValueError(
+                f"{source} is empty: refusing to start an unauthenticated server (mount "
+                "the right Secret, or unset it to run without auth)"
+            )
         return token
 
     def grpc_message_limits(self) -> tuple[int, int]:

@@ -30,11 +30,20 @@ _NUMPY_DTYPES: dict[int, np.dtype] = {
 
 # KServe V2 / Open Inference Protocol datatype names.
 V2_DATATYPES: dict[int, str] = {
-    types_pb2.DT_FLOAT: "FP32", types_pb2.DT_DOUBLE: "FP64", types_pb2.DT_HALF: "FP16",
-    types_pb2.DT_BFLOAT16: "BF16", types_pb2.DT_INT8: "INT8", types_pb2.DT_INT16: "INT16",
-    types_pb2.DT_INT32: "INT32", types_pb2.DT_INT64: "INT64", types_pb2.DT_UINT8: "UINT8",
-    types_pb2.DT_UINT16: "UINT16", types_pb2.DT_UINT32: "UINT32", types_pb2.DT_UINT64: "UINT64",
-    types_pb2.DT_BOOL: "BOOL", types_pb2.DT_STRING: "BYTES",
+    types_pb2.DT_FLOAT: "FP32",
+    types_pb2.DT_DOUBLE: "FP64",
+    types_pb2.DT_HALF: "FP16",
+    types_pb2.DT_BFLOAT16: "BF16",
+    types_pb2.DT_INT8: "INT8",
+    types_pb2.DT_INT16: "INT16",
+    types_pb2.DT_INT32: "INT32",
+    types_pb2.DT_INT64: "INT64",
+    types_pb2.DT_UINT8: "UINT8",
+    types_pb2.DT_UINT16: "UINT16",
+    types_pb2.DT_UINT32: "UINT32",
+    types_pb2.DT_UINT64: "UINT64",
+    types_pb2.DT_BOOL: "BOOL",
+    types_pb2.DT_STRING: "BYTES",
 }
 
 

@@ -84,6 +84,7 @@ def _synthetic(servable: Servable) -> int:
                 servable.run(info.name, inputs)
                 count += 1
             except ServingError as exc:
-                log.warning("synthetic warm-up of %s/%s failed (ignored): %s",
-                            servable.name, info.name, exc.message)
+                log.warning(
+                    "synthetic warm-up of %s/%s failed (ignored): %s", servable.name, info.name, exc.message
+                )
     return count

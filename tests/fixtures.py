@@ -27,8 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def train_linear(run_dir: Path, seed: int = 0) -> Path:
     """A quickly trained 3-feature linear regression run directory."""
-    train_run(synthetic(300, 3, 0.05, seed), TrainConfig(epochs=20, learning_rate=0.05, batch_size=16, seed=seed),
-              0.2, run_dir, progress=False)
+    train_run(
+        synthetic(300, 3, 0.05, seed),
+        TrainConfig(epochs=20, learning_rate=0.05, batch_size=16, seed=seed),
+        0.2,
+        run_dir,
+        progress=False,
+    )
     return run_dir
 
 
@@ -39,13 +44,19 @@ def export_linear(run_dir: Path, base: Path, version: int | None = None) -> Path
 class MultiIO(tf.Module):  # type: ignore[misc]
     """Several inputs and outputs of different dtypes, plus a classify signature."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                  tf.TensorSpec([None], tf.int64, name="b"),
-                                  tf.TensorSpec([None], tf.string, name="s")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 2], tf.float32, name="a"),
+            tf.TensorSpec([None], tf.int64, name="b"),
+            tf.TensorSpec([None], tf.string, name="s"),
+        ]
+    )
     def predict(self, a: tf.Tensor, b: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"total": tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32),
-                "length": tf.strings.length(s, unit="BYTE"),
-                "echo_bytes": s}
+        return {
+            "total": tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32),
+            "length": tf.strings.length(s, unit="BYTE"),
+            "echo_bytes": s,
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -60,8 +71,9 @@ def export_multi_io(base: Path, version: int = 1) -> Path:
     """A MultiIO SavedModel at ``base/multi/<version>`` (no manifest, like a foreign model)."""
     module = MultiIO()
     path = base / "multi" / str(version)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.predict,
-                                                         "classify": module.classify})
+    tf.saved_model.save(
+        module, str(path), signatures={"serving_default": module.predict, "classify": module.classify}
+    )
     _set_method(path, "classify", "tensorflow/serving/classify")
     return path
 
@@ -102,12 +114,22 @@ def expected_linear(version_dir: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(loaded.signatures["serving_default"](x=tf.constant(x, tf.float32))["y"])
 
 
-__all__ = ["ROOT", "ServerProcess", "export_linear", "export_multi_io", "export_slow", "exporter",
-           "free_port", "train_linear", "wait_http_ready"]
+__all__ = [
+    "ROOT",
+    "ServerProcess",
+    "export_linear",
+    "export_multi_io",
+    "export_slow",
+    "exporter",
+    "free_port",
+    "train_linear",
+    "wait_http_ready",
+]
 
 
-def wait_http_ready(url: str, timeout: float, alive: Callable[[], None], interval: float = 0.1,
-                    request_timeout: float = 1.0) -> bool:
+def wait_http_ready(
+    url: str, timeout: float, alive: Callable[[], None], interval: float = 0.1, request_timeout: float = 1.0
+) -> bool:
     """GET ``url`` until it answers 200 (True) or ``timeout`` s pass (False).
 
     ``alive`` runs before each attempt and raises when the process behind ``url`` is gone.
@@ -133,8 +155,13 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m service`` as a real child process on free ports."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None,
-                 prefix: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
         """``prefix`` runs before the server's command line (e.g. a wrapper that enters a cgroup)."""
         self.rest_port = free_port()
         self.grpc_port = free_port()
@@ -144,9 +171,21 @@ class ServerProcess:
         self.log_path = log
         self._log = log.open("wb") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "service", f"--rest_api_port={self.rest_port}",
-             f"--port={self.grpc_port}", "--host=127.0.0.1", *args],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                *(prefix or []),
+                sys.executable,
+                "-m",
+                "service",
+                f"--rest_api_port={self.rest_port}",
+                f"--port={self.grpc_port}",
+                "--host=127.0.0.1",
+                *args,
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     @classmethod
     @contextlib.contextmanager

@@ -42,10 +42,13 @@ class Kube:
     def run(self, tool: str, *args: str, timeout: float = 120, check: bool = True) -> str:
         """Run ``kubectl`` or ``helm`` with ``args``; return stdout, raise on failure if ``check``."""
         binary = self.kubectl if tool == "kubectl" else self.helm
-        proc = subprocess.run([binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(
+            [binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc.stdout
 
     def json(self, *args: str) -> Any:
@@ -54,8 +57,14 @@ class Kube:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """A long-running kubectl (port-forward, proxy) with line-buffered text stdout."""
-        return subprocess.Popen([self.kubectl, *args], env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        return subprocess.Popen(
+            [self.kubectl, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
 
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
@@ -70,12 +79,15 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
         except (AssertionError, subprocess.SubprocessError, OSError) as err:
             last = err
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else ""))
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}" + (f": {last}" if last else "")
+            )
         time.sleep(interval)
 
 
-def _lines_until(proc: subprocess.Popen[str], pattern: re.Pattern[str], count: int, timeout: float,
-                 what: str) -> tuple[list[re.Match[str]], threading.Thread]:
+def _lines_until(
+    proc: subprocess.Popen[str], pattern: re.Pattern[str], count: int, timeout: float, what: str
+) -> tuple[list[re.Match[str]], threading.Thread]:
     """Read ``proc``'s output until ``count`` lines match ``pattern``; a thread keeps draining it."""
     found: list[re.Match[str]] = []
     seen: list[str] = []
@@ -115,14 +127,16 @@ def _stop(proc: subprocess.Popen[str], reader: threading.Thread | None) -> None:
 
 
 @contextmanager
-def port_forward(kube: Kube, namespace: str, target: str, *ports: int,
-                 timeout: float = 60) -> Iterator[dict[int, int]]:
+def port_forward(
+    kube: Kube, namespace: str, target: str, *ports: int, timeout: float = 60
+) -> Iterator[dict[int, int]]:
     """``kubectl port-forward target :port...`` on 127.0.0.1; yields {remote port: local port}.
 
     Forwarding to a Service picks ONE of its pods for the life of the forward.
     """
-    proc = kube.popen("port-forward", "--namespace", namespace, "--address", "127.0.0.1", target,
-                      *[f":{p}" for p in ports])
+    proc = kube.popen(
+        "port-forward", "--namespace", namespace, "--address", "127.0.0.1", target, *[f":{p}" for p in ports]
+    )
     pattern = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
     matches, reader = _lines_until(proc, pattern, len(ports), timeout, f"kubectl port-forward {target}")
     try:
@@ -135,8 +149,9 @@ def port_forward(kube: Kube, namespace: str, target: str, *ports: int,
 def api_proxy(kube: Kube, timeout: float = 30) -> Iterator[str]:
     """``kubectl proxy`` on a random 127.0.0.1 port; yields its base URL (plain HTTP to the API)."""
     proc = kube.popen("proxy", "--address", "127.0.0.1", "--port", "0")
-    (match,), reader = _lines_until(proc, re.compile(r"Starting to serve on 127\.0\.0\.1:(\d+)"), 1, timeout,
-                                    "kubectl proxy")
+    (match,), reader = _lines_until(
+        proc, re.compile(r"Starting to serve on 127\.0\.0\.1:(\d+)"), 1, timeout, "kubectl proxy"
+    )
     try:
         yield f"http://127.0.0.1:{match.group(1)}"
     finally:
@@ -148,8 +163,19 @@ def diagnostics(kube: Kube, namespace: str) -> str:
     sections = [
         ("objects", ["get", "all,pdb,hpa,configmap,endpointslices", "-o", "wide", "--namespace", namespace]),
         ("pods", ["describe", "pods", "--namespace", namespace]),
-        ("logs", ["logs", "--namespace", namespace, "--all-containers", "--prefix", "--tail=80",
-                  "--selector", "app.kubernetes.io/name"]),
+        (
+            "logs",
+            [
+                "logs",
+                "--namespace",
+                namespace,
+                "--all-containers",
+                "--prefix",
+                "--tail=80",
+                "--selector",
+                "app.kubernetes.io/name",
+            ],
+        ),
         ("events", ["get", "events", "--namespace", namespace, "--sort-by=.lastTimestamp"]),
     ]
     out = []
@@ -164,8 +190,9 @@ def diagnostics(kube: Kube, namespace: str) -> str:
 
 def run_script(*cmd: str, timeout: float = 3600) -> str:
     """Run the repository's script ``cmd[0]`` (a path relative to the root) with ``cmd[1:]``; its stdout."""
-    proc = subprocess.run([str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    proc = subprocess.run(
+        [str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=timeout, check=False
+    )
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}"
     return proc.stdout
 
@@ -182,9 +209,15 @@ def source_built_cluster() -> Kube:
     exports = dict(re.findall(r"^export (\w+)=(.*)$", run_script("scripts/cluster/up"), flags=re.MULTILINE))
     env = {**os.environ, "KUBECONFIG": exports["KUBECONFIG"]}
     paths = dict(line.split("=", 1) for line in run_script("scripts/cluster/build", "--print-paths").split())
-    node_ip = subprocess.run(["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    return Kube(env=env, kubectl=str(Path(paths["K8S_BIN_DIR"]) / "kubectl"), helm=pinned_helm(), node_ip=node_ip)
+    node_ip = subprocess.run(
+        ["bash", "-c", f"source {REPO}/scripts/cluster/lib/common.sh && echo $NODE_IP"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return Kube(
+        env=env, kubectl=str(Path(paths["K8S_BIN_DIR"]) / "kubectl"), helm=pinned_helm(), node_ip=node_ip
+    )
 
 
 def kubeconfig_cluster() -> Kube:
@@ -196,14 +229,17 @@ def kubeconfig_cluster() -> Kube:
     env = dict(os.environ)
     kubeconfig = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     if not all(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
-        pytest.fail(f"no kubeconfig at {kubeconfig}: run `eval \"$(scripts/cluster/up)\"` or scripts/kind-up")
+        pytest.fail(f'no kubeconfig at {kubeconfig}: run `eval "$(scripts/cluster/up)"` or scripts/kind-up')
     env["KUBECONFIG"] = kubeconfig
     kubectl = env.get("MODELSHIP_KUBECTL") or shutil.which("kubectl", path=env.get("PATH"))
     if not kubectl:
         pytest.fail("kubectl not found: put it on PATH or set MODELSHIP_KUBECTL")
     k = Kube(env=env, kubectl=kubectl, helm=env.get("MODELSHIP_HELM") or pinned_helm())
     nodes = k.json("get", "nodes")["items"]
-    ready = [n["metadata"]["name"] for n in nodes
-             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])]
+    ready = [
+        n["metadata"]["name"]
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    ]
     assert ready, f"no Ready node in the cluster at {kubeconfig}"
     return k

@@ -34,13 +34,32 @@ def version(ghz: str) -> str:
     return f"ghz {(out.stdout or out.stderr).strip()}"
 
 
-def run(ghz: str, address: str, protoset: Path, request_file: Path, concurrency: int, connections: int,
-        seconds: int, timeout_s: float = 5.0, cpus: Sequence[int] | None = None) -> LoadResult:
+def run(
+    ghz: str,
+    address: str,
+    protoset: Path,
+    request_file: Path,
+    concurrency: int,
+    connections: int,
+    seconds: int,
+    timeout_s: float = 5.0,
+    cpus: Sequence[int] | None = None,
+) -> LoadResult:
     """``concurrency`` calls in flight over ``connections`` HTTP/2 connections for ``seconds``."""
-    argv = [ghz, "--insecure", f"--protoset={protoset}", f"--call={PREDICT_METHOD}",
-            f"--binary-file={request_file}", f"--concurrency={concurrency}",
-            f"--connections={max(1, min(connections, concurrency))}", f"--duration={seconds}s",
-            "--duration-stop=ignore", f"--timeout={timeout_s:g}s", "--format=json", address]
+    argv = [
+        ghz,
+        "--insecure",
+        f"--protoset={protoset}",
+        f"--call={PREDICT_METHOD}",
+        f"--binary-file={request_file}",
+        f"--concurrency={concurrency}",
+        f"--connections={max(1, min(connections, concurrency))}",
+        f"--duration={seconds}s",
+        "--duration-stop=ignore",
+        f"--timeout={timeout_s:g}s",
+        "--format=json",
+        address,
+    ]
     env = {**os.environ, "GOMAXPROCS": str(len(cpus) if cpus else os.cpu_count() or 1)}
     rc, out, err, cpu = procs.run_bounded(argv, timeout=seconds + timeout_s + 30, env=env, cpus=cpus)
     if not out.strip().startswith("{"):
@@ -49,7 +68,14 @@ def run(ghz: str, address: str, protoset: Path, request_file: Path, concurrency:
     codes: dict[str, int] = dict(r.get("statusCodeDistribution") or {})
     ok = int(codes.pop("OK", 0))
     pct = {int(p["percentage"]): p["latency"] / 1e6 for p in r.get("latencyDistribution") or []}
-    return LoadResult(ok=ok, errors={k: int(v) for k, v in codes.items() if v},
-                      duration_s=r["total"] / 1e9, p50_ms=pct.get(50, 0.0), p90_ms=pct.get(90, 0.0),
-                      p99_ms=pct.get(99, 0.0), mean_ms=r.get("average", 0) / 1e6,
-                      max_ms=r.get("slowest", 0) / 1e6, loadgen_cpu_s=cpu)
+    return LoadResult(
+        ok=ok,
+        errors={k: int(v) for k, v in codes.items() if v},
+        duration_s=r["total"] / 1e9,
+        p50_ms=pct.get(50, 0.0),
+        p90_ms=pct.get(90, 0.0),
+        p99_ms=pct.get(99, 0.0),
+        mean_ms=r.get("average", 0) / 1e6,
+        max_ms=r.get("slowest", 0) / 1e6,
+        loadgen_cpu_s=cpu,
+    )

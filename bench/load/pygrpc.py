@@ -26,14 +26,23 @@ from bench import procs
 from bench.load import LoadResult
 
 
-async def _worker(address: str, payload: bytes, concurrency: int, connections: int, start_at: float,
-                  seconds: float, timeout: float) -> dict[str, Any]:
+async def _worker(
+    address: str,
+    payload: bytes,
+    concurrency: int,
+    connections: int,
+    start_at: float,
+    seconds: float,
+    timeout: float,
+) -> dict[str, Any]:
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     request = predict_pb2.PredictRequest.FromString(payload)
-    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
-                for _ in range(max(1, min(connections, concurrency)))]
+    channels = [
+        grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(max(1, min(connections, concurrency)))
+    ]
     stubs = [prediction_service_pb2_grpc.PredictionServiceStub(ch) for ch in channels]
     for ch in channels:
         await ch.channel_ready()
@@ -63,8 +72,15 @@ def _run_worker(args: tuple[str, bytes, int, int, float, float, float]) -> dict[
     return asyncio.run(_worker(*args))
 
 
-def drive(address: str, payload: bytes, concurrency: int, connections: int, seconds: float, processes: int,
-          timeout: float = 5.0) -> LoadResult:
+def drive(
+    address: str,
+    payload: bytes,
+    concurrency: int,
+    connections: int,
+    seconds: float,
+    processes: int,
+    timeout: float = 5.0,
+) -> LoadResult:
     workers = max(1, min(processes, concurrency))
     shares = [concurrency // workers + (1 if i < concurrency % workers else 0) for i in range(workers)]
     conns = [max(1, connections * s // concurrency) for s in shares]
@@ -81,22 +97,45 @@ def drive(address: str, payload: bytes, concurrency: int, connections: int, seco
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e3 if latencies else 0.0
 
-    return LoadResult(ok=ok, errors={k: v for k, v in codes.items() if v},
-                      duration_s=max(p["elapsed"] for p in parts), p50_ms=pct(0.50), p90_ms=pct(0.90),
-                      p99_ms=pct(0.99), mean_ms=(sum(latencies) / len(latencies) / 1e3) if latencies else 0.0,
-                      max_ms=(latencies[-1] / 1e3) if latencies else 0.0,
-                      loadgen_cpu_s=sum(p["cpu"] for p in parts))
+    return LoadResult(
+        ok=ok,
+        errors={k: v for k, v in codes.items() if v},
+        duration_s=max(p["elapsed"] for p in parts),
+        p50_ms=pct(0.50),
+        p90_ms=pct(0.90),
+        p99_ms=pct(0.99),
+        mean_ms=(sum(latencies) / len(latencies) / 1e3) if latencies else 0.0,
+        max_ms=(latencies[-1] / 1e3) if latencies else 0.0,
+        loadgen_cpu_s=sum(p["cpu"] for p in parts),
+    )
 
 
-def run(address: str, request_file: Path, concurrency: int, connections: int, seconds: int, processes: int,
-        timeout_s: float = 5.0, cpus: Sequence[int] | None = None) -> LoadResult:
+def run(
+    address: str,
+    request_file: Path,
+    concurrency: int,
+    connections: int,
+    seconds: int,
+    processes: int,
+    timeout_s: float = 5.0,
+    cpus: Sequence[int] | None = None,
+) -> LoadResult:
     """Run the client as a separate, bounded process (like wrk and ghz) and read its summary."""
-    argv = [sys.executable, "-m", "bench.load.pygrpc", f"--address={address}",
-            f"--request-file={request_file}", f"--concurrency={concurrency}",
-            f"--connections={connections}", f"--seconds={seconds}", f"--processes={processes}",
-            f"--timeout={timeout_s}"]
-    rc, out, err, _ = procs.run_bounded(argv, timeout=seconds + timeout_s + 60, env=dict(os.environ),
-                                          cpus=cpus)
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.load.pygrpc",
+        f"--address={address}",
+        f"--request-file={request_file}",
+        f"--concurrency={concurrency}",
+        f"--connections={connections}",
+        f"--seconds={seconds}",
+        f"--processes={processes}",
+        f"--timeout={timeout_s}",
+    ]
+    rc, out, err, _ = procs.run_bounded(
+        argv, timeout=seconds + timeout_s + 60, env=dict(os.environ), cpus=cpus
+    )
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if rc != 0 or line is None:
         raise RuntimeError(f"python gRPC client failed (rc={rc}): {err.strip()[-1500:]}")
@@ -107,8 +146,11 @@ def run(address: str, request_file: Path, concurrency: int, connections: int, se
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.load.pygrpc", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load.pygrpc",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--address", required=True, help="host:port of the gRPC server")
     parser.add_argument("--request-file", type=Path, required=True, help="serialized PredictRequest")
     parser.add_argument("--concurrency", type=int, required=True, help="calls in flight")
@@ -117,8 +159,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--timeout", type=float, default=5.0, help="per-call deadline in seconds")
     args = parser.parse_args(argv)
-    result = drive(args.address, args.request_file.read_bytes(), args.concurrency,
-                   args.connections or args.concurrency, args.seconds, args.processes, args.timeout)
+    result = drive(
+        args.address,
+        args.request_file.read_bytes(),
+        args.concurrency,
+        args.connections or args.concurrency,
+        args.seconds,
+        args.processes,
+        args.timeout,
+    )
     print("BENCH_RESULT " + json.dumps(result.as_dict()))
 
 

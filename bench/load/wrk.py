@@ -27,12 +27,28 @@ def version(wrk: str) -> str:
     return (out.stdout or out.stderr).splitlines()[0].split(" Copyright")[0].strip()
 
 
-def run(wrk: str, url: str, body: bytes, connections: int, seconds: int, threads: int = 1,
-        timeout_s: float = 5.0, cpus: Sequence[int] | None = None) -> LoadResult:
+def run(
+    wrk: str,
+    url: str,
+    body: bytes,
+    connections: int,
+    seconds: int,
+    threads: int = 1,
+    timeout_s: float = 5.0,
+    cpus: Sequence[int] | None = None,
+) -> LoadResult:
     """Drive ``url`` for ``seconds`` (integer: wrk's unit) and return the summary."""
     threads = max(1, min(threads, connections))
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s",
-            "-s", str(SCRIPT), url]
+    argv = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={timeout_s:g}s",
+        "-s",
+        str(SCRIPT),
+        url,
+    ]
     env = {**os.environ, "BENCH_BODY": body.decode()}
     rc, out, err, cpu = procs.run_bounded(argv, timeout=seconds + timeout_s + 30, env=env, cpus=cpus)
     line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT ")), None)
@@ -42,7 +58,14 @@ def run(wrk: str, url: str, body: bytes, connections: int, seconds: int, threads
     errors = {k: int(r[k]) for k in ("status", "connect", "read", "write", "timeout") if r[k]}
     if "status" in errors:
         errors["http_4xx_5xx"] = errors.pop("status")
-    return LoadResult(ok=int(r["requests"]) - int(r["status"]), errors=errors,
-                      duration_s=r["duration_us"] / 1e6, p50_ms=r["p50_us"] / 1e3, p90_ms=r["p90_us"] / 1e3,
-                      p99_ms=r["p99_us"] / 1e3, mean_ms=r["mean_us"] / 1e3, max_ms=r["max_us"] / 1e3,
-                      loadgen_cpu_s=cpu)
+    return LoadResult(
+        ok=int(r["requests"]) - int(r["status"]),
+        errors=errors,
+        duration_s=r["duration_us"] / 1e6,
+        p50_ms=r["p50_us"] / 1e3,
+        p90_ms=r["p90_us"] / 1e3,
+        p99_ms=r["p99_us"] / 1e3,
+        mean_ms=r["mean_us"] / 1e3,
+        max_ms=r["max_us"] / 1e3,
+        loadgen_cpu_s=cpu,
+    )

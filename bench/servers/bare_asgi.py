@@ -20,8 +20,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 BODY = b'{"predictions":[0.0]}'
-START = {"type": "http.response.start", "status": 200,
-         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]}
+START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
+}
 END = {"type": "http.response.body", "body": BODY}
 
 
@@ -44,13 +47,23 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.servers.bare_asgi", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.servers.bare_asgi",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, required=True, help="HTTP port")
     args = parser.parse_args(argv)
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def build_app(model_dir: str, model_name: str) -> FastAPI:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.servers.seed_baseline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.servers.seed_baseline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model-dir", required=True, help="SavedModel version directory to serve")
     parser.add_argument("--model-name", default="linear", help="model name in the route path")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")

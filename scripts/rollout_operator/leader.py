@@ -100,8 +100,11 @@ class LeaderElector:
     def _observe(self, lease: dict[str, Any]) -> None:
         """Note when the Lease record last changed (any write changes its resourceVersion)."""
         spec = lease.get("spec") or {}
-        record = ((lease.get("metadata") or {}).get("resourceVersion"), spec.get("holderIdentity"),
-                  spec.get("renewTime"))
+        record = (
+            (lease.get("metadata") or {}).get("resourceVersion"),
+            spec.get("holderIdentity"),
+            spec.get("renewTime"),
+        )
         if record != self._observed:
             self._observed, self._observed_at = record, self.monotonic()
 

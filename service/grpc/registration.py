@@ -53,8 +53,9 @@ class RequestDecoder:
         except ServingError as exc:
             return Incoming(None, memory, exc)
         except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeError, ...
-            return Incoming(None, memory, InvalidArgument(
-                f"the request is not a valid {self.type_name}: {exc}"[:500]))
+            return Incoming(
+                None, memory, InvalidArgument(f"the request is not a valid {self.type_name}: {exc}"[:500])
+            )
 
 
 def status_code(exc: ServingError) -> grpc.StatusCode:
@@ -64,6 +65,7 @@ def status_code(exc: ServingError) -> grpc.StatusCode:
 def unwrapping(behavior: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
     """Adapt a servicer method that takes plain messages to :class:`Incoming` requests."""
     if streaming and inspect.isasyncgenfunction(behavior):
+
         async def stream(incoming: Incoming, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 if incoming.error is not None:
@@ -86,8 +88,13 @@ def unwrapping(behavior: Callable[..., Any], streaming: bool) -> Callable[..., A
     return unary
 
 
-def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: Any, budget: MemoryBudget,
-                takes_incoming: bool) -> None:
+def add_service(
+    server: grpc.aio.Server,
+    service: ServiceDescriptor,
+    servicer: Any,
+    budget: MemoryBudget,
+    takes_incoming: bool,
+) -> None:
     """Register ``servicer``'s unary and server-streaming methods for ``service``."""
     handlers = {}
     for method in service.methods:
@@ -95,8 +102,9 @@ def add_service(server: grpc.aio.Server, service: ServiceDescriptor, servicer: A
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def _handler(method: MethodDescriptor, behavior: Callable[..., Any], budget: MemoryBudget,
-             takes_incoming: bool) -> grpc.RpcMethodHandler:
+def _handler(
+    method: MethodDescriptor, behavior: Callable[..., Any], budget: MemoryBudget, takes_incoming: bool
+) -> grpc.RpcMethodHandler:
     if method.client_streaming:
         raise ValueError(f"{method.full_name}: client-streaming methods are not supported here")
     decoder = RequestDecoder(message_factory.GetMessageClass(method.input_type), budget)
@@ -105,6 +113,8 @@ def _handler(method: MethodDescriptor, behavior: Callable[..., Any], budget: Mem
         behavior = unwrapping(behavior, method.server_streaming)
     if method.server_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            behavior, request_deserializer=decoder, response_serializer=serializer)
+            behavior, request_deserializer=decoder, response_serializer=serializer
+        )
     return grpc.unary_unary_rpc_method_handler(
-        behavior, request_deserializer=decoder, response_serializer=serializer)
+        behavior, request_deserializer=decoder, response_serializer=serializer
+    )

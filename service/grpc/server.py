@@ -38,9 +38,19 @@ def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
 class GrpcServer:
     """The gRPC side of the model server; health follows the dataplane's readiness."""
 
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, host: str, port: int,
-                 max_receive_bytes: int, max_send_bytes: int, memory: MemoryBudget,
-                 tensor_content: bool = False, channel_arguments: str = "") -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        metrics: Metrics,
+        auth: TokenAuth,
+        host: str,
+        port: int,
+        max_receive_bytes: int,
+        max_send_bytes: int,
+        memory: MemoryBudget,
+        tensor_content: bool = False,
+        channel_arguments: str = "",
+    ) -> None:
         options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", max_send_bytes),
@@ -52,10 +62,20 @@ class GrpcServer:
         prediction = PREDICTION_SERVICE.services_by_name["PredictionService"]
         model = MODEL_SERVICE.services_by_name["ModelService"]
         health = health_pb2.DESCRIPTOR.services_by_name["Health"]
-        add_service(self.server, prediction, PredictionService(dataplane, metrics, auth, tensor_content),
-                    memory, takes_incoming=True)
-        add_service(self.server, model, ModelService(dataplane, metrics, auth, tensor_content),
-                    memory, takes_incoming=True)
+        add_service(
+            self.server,
+            prediction,
+            PredictionService(dataplane, metrics, auth, tensor_content),
+            memory,
+            takes_incoming=True,
+        )
+        add_service(
+            self.server,
+            model,
+            ModelService(dataplane, metrics, auth, tensor_content),
+            memory,
+            takes_incoming=True,
+        )
         self.health = health_aio.HealthServicer()
         add_service(self.server, health, self.health, memory, takes_incoming=False)
         names = (prediction.full_name, model.full_name, health.full_name, reflection.SERVICE_NAME)
@@ -73,8 +93,11 @@ class GrpcServer:
         while True:
             ready = self.dataplane.ready()
             if ready != last:
-                status = (health_pb2.HealthCheckResponse.SERVING if ready
-                          else health_pb2.HealthCheckResponse.NOT_SERVING)
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if ready
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
                 for name in ("", *SERVICES):
                     await self.health.set(name, status)
                 last = ready

@@ -94,8 +94,14 @@ def rpc(api: str) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Await
             finally:
                 incoming.memory.release()
                 if call.model:
-                    self.metrics.observe(self.dataplane.metrics_name(call.model), call.version, api, code,
-                                         "grpc", time.perf_counter() - started)
+                    self.metrics.observe(
+                        self.dataplane.metrics_name(call.model),
+                        call.version,
+                        api,
+                        code,
+                        "grpc",
+                        time.perf_counter() - started,
+                    )
             raise AssertionError("unreachable")  # context.abort always raises
 
         return handler
@@ -128,8 +134,9 @@ def spec_to_proto(servable: Servable, signature_name: str) -> model_pb2.ModelSpe
 
 
 class _Base:
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth,
-                 tensor_content: bool = False) -> None:
+    def __init__(
+        self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, tensor_content: bool = False
+    ) -> None:
         self.dataplane = dataplane
         self.metrics = metrics
         self.auth = auth
@@ -156,8 +163,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     """``tensorflow.serving.PredictionService``."""
 
     @rpc("Predict")
-    async def Predict(self, request: predict_pb2.PredictRequest, context: Any,
-                      call: Call) -> predict_pb2.PredictResponse:
+    async def Predict(
+        self, request: predict_pb2.PredictRequest, context: Any, call: Call
+    ) -> predict_pb2.PredictResponse:
         servable, ref = self._resolve(request.model_spec, call)
         info = servable.signature(ref.signature_name or None)
         inputs = {name: to_numpy(tensor, name, call.memory) for name, tensor in request.inputs.items()}
@@ -168,8 +176,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         return response
 
     @rpc("Classify")
-    async def Classify(self, request: classification_pb2.ClassificationRequest, context: Any,
-                       call: Call) -> classification_pb2.ClassificationResponse:
+    async def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: Any, call: Call
+    ) -> classification_pb2.ClassificationResponse:
         servable, ref = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
         info = servable.signature(ref.signature_name or None, sig.CLASSIFY_METHOD)
@@ -179,8 +188,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         return response
 
     @rpc("Regress")
-    async def Regress(self, request: regression_pb2.RegressionRequest, context: Any,
-                      call: Call) -> regression_pb2.RegressionResponse:
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: Any, call: Call
+    ) -> regression_pb2.RegressionResponse:
         servable, ref = self._resolve(request.model_spec, call)
         examples, ctx = _examples(request.input)
         info = servable.signature(ref.signature_name or None, sig.REGRESS_METHOD)
@@ -191,14 +201,16 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         return response
 
     @rpc("MultiInference")
-    async def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context: Any,
-                             call: Call) -> inference_pb2.MultiInferenceResponse:
+    async def MultiInference(
+        self, request: inference_pb2.MultiInferenceRequest, context: Any, call: Call
+    ) -> inference_pb2.MultiInferenceResponse:
         if not request.tasks:
             raise InvalidArgument("Tasks is empty")
         names = {t.model_spec.name for t in request.tasks}
         if len(names) != 1:
-            raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same "
-                                  "model name.")
+            raise InvalidArgument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
         call.model = next(iter(names))
         signatures = [t.model_spec.signature_name for t in request.tasks]
         if len(set(signatures)) != len(signatures):
@@ -222,8 +234,9 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
         return response
 
     @rpc("GetModelMetadata")
-    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Any,
-                               call: Call) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    async def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Any, call: Call
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.metadata_field:
             raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
@@ -252,8 +265,9 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
         self.reload_timeout = reload_timeout
 
     @rpc("GetModelStatus")
-    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: Any,
-                             call: Call) -> get_model_status_pb2.GetModelStatusResponse:
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: Any, call: Call
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         response = get_model_status_pb2.GetModelStatusResponse()
         for status in self.dataplane.model_status(ref_from_proto(request.model_spec)):
             entry = response.model_version_status.add(version=status.version, state=int(status.state))
@@ -262,8 +276,9 @@ class ModelService(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type:
         return response
 
     @rpc("HandleReloadConfigRequest")
-    async def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any,
-                                        call: Call) -> model_management_pb2.ReloadConfigResponse:
+    async def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: Any, call: Call
+    ) -> model_management_pb2.ReloadConfigResponse:
         configs = model_config.parse(text_format.MessageToString(request.config), "ReloadConfigRequest")
         response = model_management_pb2.ReloadConfigResponse()
         if not await self.dataplane.reload_config(configs, self.reload_timeout):

@@ -30,12 +30,20 @@ _DTYPES: dict[int, tuple[np.dtype, str]] = {
     types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
     types_pb2.DT_STRING: (np.dtype(object), "string_val"),
 }
-_BY_NUMPY = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
-             np.dtype(np.int32): types_pb2.DT_INT32, np.dtype(np.int16): types_pb2.DT_INT16,
-             np.dtype(np.int8): types_pb2.DT_INT8, np.dtype(np.uint8): types_pb2.DT_UINT8,
-             np.dtype(np.uint16): types_pb2.DT_UINT16, np.dtype(np.int64): types_pb2.DT_INT64,
-             np.dtype(np.uint32): types_pb2.DT_UINT32, np.dtype(np.uint64): types_pb2.DT_UINT64,
-             np.dtype(np.bool_): types_pb2.DT_BOOL, np.dtype(object): types_pb2.DT_STRING}
+_BY_NUMPY = {
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.float64): types_pb2.DT_DOUBLE,
+    np.dtype(np.int32): types_pb2.DT_INT32,
+    np.dtype(np.int16): types_pb2.DT_INT16,
+    np.dtype(np.int8): types_pb2.DT_INT8,
+    np.dtype(np.uint8): types_pb2.DT_UINT8,
+    np.dtype(np.uint16): types_pb2.DT_UINT16,
+    np.dtype(np.int64): types_pb2.DT_INT64,
+    np.dtype(np.uint32): types_pb2.DT_UINT32,
+    np.dtype(np.uint64): types_pb2.DT_UINT64,
+    np.dtype(np.bool_): types_pb2.DT_BOOL,
+    np.dtype(object): types_pb2.DT_STRING,
+}
 
 
 def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> np.ndarray:
@@ -51,8 +59,10 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
     count = shapes.element_count(shape, what)
     if proto.tensor_content and dtype != np.dtype(object):
         if len(proto.tensor_content) != count * dtype.itemsize:
-            raise InvalidArgument(f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
-                                  f"shape {list(shape)} needs {count * dtype.itemsize}")
+            raise InvalidArgument(
+                f"{what}: tensor_content has {len(proto.tensor_content)} bytes, "
+                f"shape {list(shape)} needs {count * dtype.itemsize}"
+            )
         # A view of the message's bytes; the model runtime makes one copy.
         memory.take(count * dtype.itemsize, what, InvalidArgument)
         return shapes.reshape(np.frombuffer(proto.tensor_content, dtype=dtype), shape, what)
@@ -62,8 +72,11 @@ def to_numpy(proto: tensor_pb2.TensorProto, name: str, memory: Reservation) -> n
         raise InvalidArgument(f"{what}: {n} values do not fill shape {list(shape)} ({count} elements)")
     # The decoded array and the runtime's copy of it; strings are a Python object each.
     per_element = 2 * (dtype.itemsize if dtype != np.dtype(object) else 64)
-    memory.take(count * per_element + (sum(map(len, values)) if dtype == np.dtype(object) else 0),
-                what, InvalidArgument)
+    memory.take(
+        count * per_element + (sum(map(len, values)) if dtype == np.dtype(object) else 0),
+        what,
+        InvalidArgument,
+    )
     if dtype == np.dtype(object):
         arr = np.empty(n, dtype=object)
         arr[:] = list(values)
@@ -93,7 +106,8 @@ def from_numpy(arr: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorPr
     proto = tensor_pb2.TensorProto(
         dtype=dtype_enum,
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]),
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]
+        ),
     )
     if as_content and dtype_enum != types_pb2.DT_STRING:
         proto.tensor_content = np.ascontiguousarray(arr).tobytes()

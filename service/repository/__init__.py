@@ -21,10 +21,16 @@ from service.servable import Servable
 class ModelRepository:
     """Serves the models of a config; ``start`` begins polling, ``stop`` ends it."""
 
-    def __init__(self, configs: list[ModelConfig], poll_seconds: float = 1.0,
-                 settle_seconds: float = 0.5, verify_manifest: bool = True,
-                 enable_warmup: bool = True, listener: Listener | None = None,
-                 fast_runtime: bool = False) -> None:
+    def __init__(
+        self,
+        configs: list[ModelConfig],
+        poll_seconds: float = 1.0,
+        settle_seconds: float = 0.5,
+        verify_manifest: bool = True,
+        enable_warmup: bool = True,
+        listener: Listener | None = None,
+        fast_runtime: bool = False,
+    ) -> None:
         self.registry = ModelRegistry(configs, listener)
         loader = Loader(verify_manifest, enable_warmup, fast_runtime)
         self.poller = Poller(self.registry, loader, configs, poll_seconds, settle_seconds)

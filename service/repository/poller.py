@@ -55,8 +55,14 @@ def _watch(configs: list[ModelConfig]) -> dict[str, _Watched]:
 class Poller:
     """Keeps ``registry`` in step with the sources; ``start`` begins polling, ``stop`` ends it."""
 
-    def __init__(self, registry: ModelRegistry, loader: Loader, configs: list[ModelConfig],
-                 poll_seconds: float = 1.0, settle_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        loader: Loader,
+        configs: list[ModelConfig],
+        poll_seconds: float = 1.0,
+        settle_seconds: float = 0.5,
+    ) -> None:
         self._registry = registry
         self._loader = loader
         self._watched = _watch(configs)
@@ -137,8 +143,12 @@ class Poller:
         config = watched.config
         found = watched.source.versions()
         if not found and not watched.warned_empty:
-            log.warning("No versions of servable %s found under base path %s. Did you forget to "
-                        "name your leaf directory as a number (eg. '/1/')?", config.name, config.base_path)
+            log.warning(
+                "No versions of servable %s found under base path %s. Did you forget to "
+                "name your leaf directory as a number (eg. '/1/')?",
+                config.name,
+                config.base_path,
+            )
             watched.warned_empty = True
         wanted = config.policy.select(list(found))
         available = self._registry.available(config.name)
@@ -187,8 +197,13 @@ class Poller:
         freeze_loaded()
         self._registry.set_state(name, version, State.AVAILABLE)
         fast = servable.lite.signatures if servable.lite else []
-        log.info("version %d of %s is AVAILABLE (loaded in %.2fs; LiteRT for %s)", version, name,
-                 time.monotonic() - started, ", ".join(fast) or "no signature")
+        log.info(
+            "version %d of %s is AVAILABLE (loaded in %.2fs; LiteRT for %s)",
+            version,
+            name,
+            time.monotonic() - started,
+            ", ".join(fast) or "no signature",
+        )
 
     def _unload_unwanted(self, name: str, wanted: set[int]) -> None:
         available = self._registry.available(name)

@@ -63,8 +63,11 @@ class ModelRegistry:
         with self._lock:
             current = self._models
             self._models = {
-                c.name: (_Model(c, current[c.name].available, current[c.name].statuses)
-                         if c.name in current else _Model(c))
+                c.name: (
+                    _Model(c, current[c.name].available, current[c.name].statuses)
+                    if c.name in current
+                    else _Model(c)
+                )
                 for c in configs
             }
             removed = [m for name, m in current.items() if name not in self._models]
@@ -85,12 +88,14 @@ class ModelRegistry:
         with self._lock:
             model.available = {v: s for v, s in model.available.items() if v != version}
 
-    def set_state(self, name: str, version: int, state: State, code: Code = Code.OK,
-                  message: str = "") -> None:
+    def set_state(
+        self, name: str, version: int, state: State, code: Code = Code.OK, message: str = ""
+    ) -> None:
         self._record(self._models[name], version, state, code, message)
 
-    def _record(self, model: _Model, version: int, state: State, code: Code = Code.OK,
-                message: str = "") -> None:
+    def _record(
+        self, model: _Model, version: int, state: State, code: Code = Code.OK, message: str = ""
+    ) -> None:
         with self._lock:
             model.statuses[version] = VersionStatus(version, state, code, message)
             ended = [v for v, s in model.statuses.items() if s.state == State.END]
@@ -122,8 +127,10 @@ class ModelRegistry:
                 raise InvalidArgument(f"Unrecognized servable version label: {label}")
             servable = model.available.get(target)
             if servable is None:
-                raise Unavailable(f"Label {label} of model {name} points to version {target}, "
-                                  "which is not currently available for inference")
+                raise Unavailable(
+                    f"Label {label} of model {name} points to version {target}, "
+                    "which is not currently available for inference"
+                )
             return servable
         if version is not None:
             servable = model.available.get(version) if model else None

@@ -70,11 +70,23 @@ def _error(status: int, message: str) -> Response:
     return Response(error_body(message), status_code=status, media_type="application/json")
 
 
-def create_app(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-               version: str, memory: MemoryBudget, cors: bool = False, lifespan: Any = None) -> RestApp:
+def create_app(
+    dataplane: DataPlane,
+    metrics: Metrics,
+    auth: TokenAuth,
+    max_body: int,
+    version: str,
+    memory: MemoryBudget,
+    cors: bool = False,
+    lifespan: Any = None,
+) -> RestApp:
     """Build the REST application over ``dataplane``; nothing here reads configuration itself."""
-    api = FastAPI(title="Modelship", version=version, lifespan=lifespan,
-                  description="TensorFlow Serving-compatible model server (REST v1 and KServe V2).")
+    api = FastAPI(
+        title="Modelship",
+        version=version,
+        lifespan=lifespan,
+        description="TensorFlow Serving-compatible model server (REST v1 and KServe V2).",
+    )
     api.add_middleware(LastResort, metrics=metrics)
 
     @api.exception_handler(ServingError)
@@ -93,7 +105,12 @@ def create_app(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     for path in ("/metrics", "/monitoring/prometheus/metrics"):
-        api.add_api_route(path, prometheus, methods=["GET"], include_in_schema=path == "/metrics",
-                          summary="Prometheus metrics")
+        api.add_api_route(
+            path,
+            prometheus,
+            methods=["GET"],
+            include_in_schema=path == "/metrics",
+            summary="Prometheus metrics",
+        )
     api.include_router(build_router(dataplane, metrics, auth, max_body, version, memory))
     return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), api)

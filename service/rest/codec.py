@@ -34,16 +34,17 @@ def to_array(value: Any, tensor: sig.TensorInfo, what: str) -> np.ndarray:
     if type(leaf) is float:
         raise InvalidArgument(f"{what}: value {leaf} out of range for {tensor.dtype_name}")
     if leaf is not None:
-        raise InvalidArgument(f"{what}: JSON value of type {_LEAF_KINDS.get(type(leaf), 'object')} is not "
-                              f"of expected type {tensor.dtype_name}")
+        raise InvalidArgument(
+            f"{what}: JSON value of type {_LEAF_KINDS.get(type(leaf), 'object')} is not "
+            f"of expected type {tensor.dtype_name}"
+        )
     try:
         arr = np.asarray(value)
     except ValueError:
         raise InvalidArgument(f"{what}: Encountered list at unexpected size (ragged nested lists)") from None
     if arr.dtype == np.dtype(object) or arr.dtype.kind not in _NUMERIC_KINDS[want.kind]:
         got = _json_kind(arr)
-        raise InvalidArgument(f"{what}: JSON value of type {got} is not of expected type "
-                              f"{tensor.dtype_name}")
+        raise InvalidArgument(f"{what}: JSON value of type {got} is not of expected type {tensor.dtype_name}")
     if arr.dtype.kind in "iu" and want.kind in "iu":
         info = np.iinfo(want)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
@@ -78,7 +79,8 @@ def _non_number(value: Any, limit: float) -> Any:
 
 def _json_kind(arr: np.ndarray) -> str:
     return {"U": "string", "b": "bool", "f": "number", "i": "integer", "u": "integer"}.get(
-        arr.dtype.kind, "mixed/object")
+        arr.dtype.kind, "mixed/object"
+    )
 
 
 def _strings(value: Any, what: str) -> np.ndarray:
@@ -118,7 +120,7 @@ def utf8(text: str, what: str) -> bytes:
 def decode_b64(value: dict[str, Any], what: str) -> bytes:
     """``{"b64": "<base64>"}`` to bytes: the one base64 decoder of every JSON verb."""
     if list(value) != ["b64"] or not isinstance(value["b64"], str):
-        raise InvalidArgument(f"{what}: expected a string or {{\"b64\": <base64 string>}}")
+        raise InvalidArgument(f'{what}: expected a string or {{"b64": <base64 string>}}')
     try:
         return base64.b64decode(value["b64"], validate=True)
     except (binascii.Error, ValueError):
@@ -138,11 +140,14 @@ def decode_instances(instances: Any, info: sig.SignatureInfo) -> dict[str, np.nd
     columns: dict[str, list[Any]] = {n: [] for n in names}
     for i, row in enumerate(instances):
         if not isinstance(row, dict):
-            raise InvalidArgument(f"instance {i}: expecting an object with keys {sorted(names)} "
-                                  "(the signature has several inputs)")
+            raise InvalidArgument(
+                f"instance {i}: expecting an object with keys {sorted(names)} "
+                "(the signature has several inputs)"
+            )
         if set(row) != set(names):
-            raise InvalidArgument(f"instance {i}: keys {sorted(row)} do not match the signature "
-                                  f"inputs {sorted(names)}")
+            raise InvalidArgument(
+                f"instance {i}: keys {sorted(row)} do not match the signature inputs {sorted(names)}"
+            )
         for n in names:
             columns[n].append(row[n])
     return {n: to_array(columns[n], info.inputs[n], f"input '{n}'") for n in names}
@@ -218,7 +223,8 @@ def to_example(features: Any, what: str) -> tf.train.Example:
         kind = kinds.pop() if kinds else "float"
         if kind == "bytes":
             feature.bytes_list.value.extend(
-                decode_b64(v, where) if isinstance(v, dict) else utf8(v, where) for v in values)
+                decode_b64(v, where) if isinstance(v, dict) else utf8(v, where) for v in values
+            )
         elif kind == "int":
             feature.int64_list.value.extend(values)
         else:
@@ -228,7 +234,7 @@ def to_example(features: Any, what: str) -> tf.train.Example:
 
 def _feature_kind(v: Any, what: str) -> str:
     if isinstance(v, bool) or v is None or isinstance(v, list):
-        raise InvalidArgument(f"{what}: values must be numbers, strings or {{\"b64\"}} (no nesting)")
+        raise InvalidArgument(f'{what}: values must be numbers, strings or {{"b64"}} (no nesting)')
     if isinstance(v, str | dict):
         return "bytes"  # a dict must be {"b64": ...}: decode_b64 says so if it is not
     if isinstance(v, int):

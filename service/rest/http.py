@@ -93,8 +93,14 @@ def _gunzip(body: bytes, limit: int, memory: Reservation) -> bytes:
     return b"".join(parts)
 
 
-async def respond(send: Send, status: int, body: bytes,
-                  headers: Iterable[tuple[bytes, bytes]] = JSON_HEADERS) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+async def respond(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = JSON_HEADERS
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -31,20 +31,35 @@ from service.servable import Servable
 
 log = logging.getLogger(__name__)
 
-POST_RE = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-                     r":(classify|regress|predict)", re.IGNORECASE)
-GET_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
-                    r"(?:/(metadata))?", re.IGNORECASE)
-CORS_HEADERS = [(b"access-control-allow-origin", b"*"),
-                (b"access-control-allow-methods", b"POST, GET"),
-                (b"access-control-allow-headers", b"Content-Type, Authorization")]
+POST_RE = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r":(classify|regress|predict)",
+    re.IGNORECASE,
+)
+GET_RE = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r"(?:/(metadata))?",
+    re.IGNORECASE,
+)
+CORS_HEADERS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-allow-headers", b"Content-Type, Authorization"),
+]
 
 
 class V1Handler:
     """Handles every ``/v1`` request; one instance per server."""
 
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-                 memory: MemoryBudget, cors: bool = False) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        metrics: Metrics,
+        auth: TokenAuth,
+        max_body: int,
+        memory: MemoryBudget,
+        cors: bool = False,
+    ) -> None:
         self.dataplane = dataplane
         self.metrics = metrics
         self.auth = auth
@@ -93,8 +108,9 @@ class V1Handler:
             code, status, payload = Code.INTERNAL, 500, error_body("internal error")
         await respond(send, status, payload, self.headers)
         if model:
-            self.metrics.observe(self.dataplane.metrics_name(model), version, api, code, "rest",
-                                 time.perf_counter() - started)
+            self.metrics.observe(
+                self.dataplane.metrics_name(model), version, api, code, "rest", time.perf_counter() - started
+            )
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         origin = header(scope, b"origin") or b""
@@ -115,8 +131,10 @@ class V1Handler:
             return 200, await self._predict(servable, signature_name, doc)
         examples = doc.get("examples")
         if not isinstance(examples, list) or not examples:
-            raise InvalidArgument(f"When method is {api}, key 'examples' is expected and was not "
-                                  "found (a non-empty array of objects)")
+            raise InvalidArgument(
+                f"When method is {api}, key 'examples' is expected and was not "
+                "found (a non-empty array of objects)"
+            )
         example_list = [codec.to_example(e, f"example {i}") for i, e in enumerate(examples)]
         context = codec.to_example(doc["context"], "context") if "context" in doc else None
         if api == "regress":
@@ -131,7 +149,9 @@ class V1Handler:
         if has_instances == has_inputs:
             raise InvalidArgument(
                 "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
-                if has_instances else "Missing 'inputs' or 'instances' key")
+                if has_instances
+                else "Missing 'inputs' or 'instances' key"
+            )
         info = servable.signature(signature_name or None)
         if has_instances:
             inputs = codec.decode_instances(doc["instances"], info)
@@ -147,21 +167,32 @@ class V1Handler:
         if api == "metadata":
             servable = self.dataplane.resolve(ref)
             return 200, metadata_json(servable)
-        body = {"model_version_status": [
-            {"version": str(s.version), "state": State(s.state).name,
-             "status": {"error_code": s.error_code.name, "error_message": s.error_message}}
-            for s in self.dataplane.model_status(ref)]}
+        body = {
+            "model_version_status": [
+                {
+                    "version": str(s.version),
+                    "state": State(s.state).name,
+                    "status": {"error_code": s.error_code.name, "error_message": s.error_message},
+                }
+                for s in self.dataplane.model_status(ref)
+            ]
+        }
         return 200, jsonio.dumps(body)
 
 
 def metadata_json(servable: Servable) -> bytes:
     """TF Serving's metadata body, with its double-nested ``signature_def``."""
-    def_map = json_format.MessageToDict(servable.signature_def_map, preserving_proto_field_name=True,
-                                        always_print_fields_with_no_presence=True)
-    return jsonio.dumps({
-        "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-        "metadata": {"signature_def": def_map},
-    })
+    def_map = json_format.MessageToDict(
+        servable.signature_def_map,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+    return jsonio.dumps(
+        {
+            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {"signature_def": def_map},
+        }
+    )
 
 
 def _model_ref(name: str, version: str | None, label: str | None) -> ModelRef:

@@ -24,8 +24,14 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(jsonio.dumps(body), status_code=status, media_type="application/json")
 
 
-def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_body: int,
-                 server_version: str, memory: MemoryBudget) -> APIRouter:
+def build_router(
+    dataplane: DataPlane,
+    metrics: Metrics,
+    auth: TokenAuth,
+    max_body: int,
+    server_version: str,
+    memory: MemoryBudget,
+) -> APIRouter:
     """Routes of the V2 protocol; inference and metadata need the token, health does not."""
     router = APIRouter(prefix="/v2", tags=["v2"])
 
@@ -60,20 +66,26 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
             if exc.code not in (Code.NOT_FOUND, Code.UNAVAILABLE):
                 raise
             return json_response({"name": name, "ready": False}, 503)
-        return json_response({"name": name, "version": str(servable.version),
-                              "ready": not dataplane.draining})
+        return json_response(
+            {"name": name, "version": str(servable.version), "ready": not dataplane.draining}
+        )
 
     async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
         servable = resolve(request, name, version)
         info = servable.signature(None)
-        return json_response({
-            "name": servable.name,
-            "versions": [str(v.version) for v in dataplane.model_status(ModelRef(name))
-                         if v.state == State.AVAILABLE],
-            "platform": PLATFORM,
-            "inputs": [v2_codec.tensor_metadata(t) for t in info.inputs.values()],
-            "outputs": [v2_codec.tensor_metadata(t) for t in info.outputs.values()],
-        })
+        return json_response(
+            {
+                "name": servable.name,
+                "versions": [
+                    str(v.version)
+                    for v in dataplane.model_status(ModelRef(name))
+                    if v.state == State.AVAILABLE
+                ],
+                "platform": PLATFORM,
+                "inputs": [v2_codec.tensor_metadata(t) for t in info.inputs.values()],
+                "outputs": [v2_codec.tensor_metadata(t) for t in info.outputs.values()],
+            }
+        )
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         started = time.perf_counter()
@@ -87,8 +99,11 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
             info = servable.signature(None)
             decoded = v2_codec.decode_request(jsonio.loads(body), info)
             result = await dataplane.predict(servable, info, decoded.inputs, decoded.outputs)
-            reply: dict[str, Any] = {"model_name": servable.name, "model_version": model_version,
-                                     "outputs": v2_codec.encode_outputs(result.outputs, info)}
+            reply: dict[str, Any] = {
+                "model_name": servable.name,
+                "model_version": model_version,
+                "outputs": v2_codec.encode_outputs(result.outputs, info),
+            }
             if decoded.id is not None:
                 reply["id"] = decoded.id
             finite = jsonio.all_finite(result.outputs.values())
@@ -98,16 +113,28 @@ def build_router(dataplane: DataPlane, metrics: Metrics, auth: TokenAuth, max_bo
             raise
         finally:
             reservation.release()
-            metrics.observe(dataplane.metrics_name(name), model_version, "infer", code, "rest",
-                            time.perf_counter() - started)
+            metrics.observe(
+                dataplane.metrics_name(name),
+                model_version,
+                "infer",
+                code,
+                "rest",
+                time.perf_counter() - started,
+            )
 
     for suffix in ("", "/versions/{version}"):
-        router.add_api_route(f"/models/{{name}}{suffix}/ready", model_ready, methods=["GET"],
-                             summary="Model readiness")
-        router.add_api_route(f"/models/{{name}}{suffix}", model_metadata, methods=["GET"],
-                             summary="Model metadata")
-        router.add_api_route(f"/models/{{name}}{suffix}/infer", infer, methods=["POST"],
-                             summary="Inference (Open Inference Protocol)")
+        router.add_api_route(
+            f"/models/{{name}}{suffix}/ready", model_ready, methods=["GET"], summary="Model readiness"
+        )
+        router.add_api_route(
+            f"/models/{{name}}{suffix}", model_metadata, methods=["GET"], summary="Model metadata"
+        )
+        router.add_api_route(
+            f"/models/{{name}}{suffix}/infer",
+            infer,
+            methods=["POST"],
+            summary="Inference (Open Inference Protocol)",
+        )
     return router
 
 

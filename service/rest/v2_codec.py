@@ -18,8 +18,24 @@ from service import signature as sig
 from service.errors import InvalidArgument
 from service.rest import codec
 
-DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                       "FP16", "FP32", "FP64", "BYTES", "BF16"})
+DATATYPES = frozenset(
+    {
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+        "BF16",
+    }
+)
 MAX_DIM = 2**63 - 1
 
 
@@ -60,20 +76,24 @@ def _input(item: Any, where: str, info: sig.SignatureInfo) -> tuple[str, np.ndar
         raise InvalidArgument(f"{where} needs 'name', 'shape', 'datatype' and 'data'")
     _parameters(item, f"{where}.")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise InvalidArgument(f"{where}.datatype: {datatype!r} is not an Open Inference Protocol "
-                              f"datatype ({', '.join(sorted(DATATYPES))})")
+        raise InvalidArgument(
+            f"{where}.datatype: {datatype!r} is not an Open Inference Protocol "
+            f"datatype ({', '.join(sorted(DATATYPES))})"
+        )
     if not isinstance(shape, list):
         raise InvalidArgument(f"{where}.shape: 'shape' must be a list of non-negative integers")
     for j, dim in enumerate(shape):
         if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim <= MAX_DIM:
-            raise InvalidArgument(f"{where}.shape[{j}]: 'shape' must be a list of non-negative "
-                                  f"integers below 2^63, got {dim!r}")
+            raise InvalidArgument(
+                f"{where}.shape[{j}]: 'shape' must be a list of non-negative integers below 2^63, got {dim!r}"
+            )
     tensor = info.inputs.get(name)
     if tensor is None:
         raise InvalidArgument(f"unexpected input '{name}'; the model takes {sorted(info.inputs)}")
     if datatype != tensor.v2_datatype:
-        raise InvalidArgument(f"input '{name}' has datatype {datatype!r}, the model expects "
-                              f"{tensor.v2_datatype!r}")
+        raise InvalidArgument(
+            f"input '{name}' has datatype {datatype!r}, the model expects {tensor.v2_datatype!r}"
+        )
     what = f"input '{name}'"
     count = shapes.element_count(shape, what)
     arr = codec.to_array(item["data"], tensor, what)
@@ -91,8 +111,9 @@ def _parameters(obj: dict[str, Any], where: str) -> None:
         raise InvalidArgument(f"{where}parameters: must be an object of string, number or boolean values")
     for key, value in params.items():
         if not isinstance(value, str | int | float | bool):
-            raise InvalidArgument(f"{where}parameters.{key}: must be a string, number or boolean, "
-                                  f"got {type(value).__name__}")
+            raise InvalidArgument(
+                f"{where}parameters.{key}: must be a string, number or boolean, got {type(value).__name__}"
+            )
 
 
 def _requested_outputs(outputs: Any) -> list[str]:
@@ -111,11 +132,21 @@ def _requested_outputs(outputs: Any) -> list[str]:
 
 def encode_outputs(outputs: dict[str, np.ndarray], info: sig.SignatureInfo) -> list[dict[str, Any]]:
     """Output tensors as the protocol's flat, row-major ``data`` lists."""
-    return [{"name": k, "shape": list(v.shape), "datatype": info.outputs[k].v2_datatype,
-             "data": codec.encode_value(k, v.reshape(-1))} for k, v in outputs.items()]
+    return [
+        {
+            "name": k,
+            "shape": list(v.shape),
+            "datatype": info.outputs[k].v2_datatype,
+            "data": codec.encode_value(k, v.reshape(-1)),
+        }
+        for k, v in outputs.items()
+    ]
 
 
 def tensor_metadata(tensor: sig.TensorInfo) -> dict[str, Any]:
     """One input or output in model metadata (``-1`` for variable dimensions)."""
-    return {"name": tensor.name, "datatype": tensor.v2_datatype,
-            "shape": list(tensor.shape) if tensor.shape is not None else [-1]}
+    return {
+        "name": tensor.name,
+        "datatype": tensor.v2_datatype,
+        "shape": list(tensor.shape) if tensor.shape is not None else [-1],
+    }

@@ -24,8 +24,17 @@ pytestmark = pytest.mark.slow
 
 
 def harness(model_base: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "bench.run", "--quick", "--targets=seed,bare-asgi", "--connections=1",
-            f"--model-base-path={model_base / 'linear'}", f"--out-dir={out}", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--quick",
+        "--targets=seed,bare-asgi",
+        "--connections=1",
+        f"--model-base-path={model_base / 'linear'}",
+        f"--out-dir={out}",
+        *extra,
+    ]
 
 
 def servers_serving(model_base: Path) -> list[str]:
@@ -44,8 +53,13 @@ def servers_serving(model_base: Path) -> list[str]:
 
 def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: Path) -> None:
     out = tmp_path / "results"
-    proc = subprocess.run(harness(model_base, out, "--duration=2", "--warmup=1"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        harness(model_base, out, "--duration=2", "--warmup=1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = proc.stdout
     assert "req/s" in table
@@ -84,8 +98,14 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
 
 def test_interrupt_stops_servers_and_keeps_partial_results(tmp_path: Path, model_base: Path) -> None:
     out = tmp_path / "results"
-    proc = subprocess.Popen(harness(model_base, out, "--duration=60", "--warmup=0", "--no-plot"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        harness(model_base, out, "--duration=60", "--warmup=0", "--no-plot"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 240

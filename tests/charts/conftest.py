@@ -33,8 +33,9 @@ Obj = dict[str, Any]
 
 def _tool(script: str) -> str:
     """Run a scripts/tools helper and return the path it prints; fail the test run if it fails."""
-    proc = subprocess.run([str(REPO / "scripts" / "tools" / script)], capture_output=True, text=True,
-                          timeout=1800, check=False)
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "tools" / script)], capture_output=True, text=True, timeout=1800, check=False
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         pytest.fail(f"scripts/tools/{script} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout.strip().splitlines()[-1]
@@ -81,10 +82,23 @@ RenderFn = Callable[..., Rendered]
 def render(helm: str) -> RenderFn:
     """Return ``render(*values_files, chart=CHART, set_=None, release=RELEASE)`` -> Rendered."""
 
-    def _render(*values_files: Path, chart: Path = CHART, set_: Sequence[str] = (),
-                release: str = RELEASE, extra: Sequence[str] = ()) -> Rendered:
-        cmd = [helm, "template", release, str(chart),
-               "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+    def _render(
+        *values_files: Path,
+        chart: Path = CHART,
+        set_: Sequence[str] = (),
+        release: str = RELEASE,
+        extra: Sequence[str] = (),
+    ) -> Rendered:
+        cmd = [
+            helm,
+            "template",
+            release,
+            str(chart),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+        ]
         for f in values_files:
             cmd += ["-f", str(f)]
         for s in set_:
@@ -115,8 +129,11 @@ def schemas_dir() -> Path:
 def _strict(node: Any) -> None:
     """Close every object schema that lists properties (kubeconform's strict mode): typos fail."""
     if isinstance(node, dict):
-        if "properties" in node and "additionalProperties" not in node and not node.get(
-                "x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
             node["additionalProperties"] = False
         for value in node.values():
             _strict(value)

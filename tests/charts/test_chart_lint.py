@@ -11,10 +11,12 @@ pytestmark = pytest.mark.chart
 
 
 def test_helm_is_the_pinned_version(helm: str, repo_dir: Path) -> None:
-    pinned = subprocess.run([str(repo_dir / "scripts/tools/helm"), "--version"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    out = subprocess.run([helm, "version", "--template", "{{.Version}}"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    pinned = subprocess.run(
+        [str(repo_dir / "scripts/tools/helm"), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = subprocess.run(
+        [helm, "version", "--template", "{{.Version}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == pinned
     assert out.startswith("v3.")
 
@@ -32,7 +34,8 @@ def test_lint_strict_fails_on_a_broken_template(helm: str, chart_copy: Path) -> 
     """The lint test can fail: a template with a syntax error is reported."""
     broken = "kind: ConfigMap\nmetadata: {{ .Values.nope.deeper }}\n"
     (chart_copy / "templates" / "broken.yaml").write_text(broken)
-    proc = subprocess.run([helm, "lint", "--strict", str(chart_copy)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [helm, "lint", "--strict", str(chart_copy)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode != 0
     assert "broken.yaml" in proc.stdout + proc.stderr

@@ -38,7 +38,11 @@ def kube() -> Kube:
 @pytest.fixture(scope="module")
 def image(kube: Kube) -> str:
     """The server image built from this tree and imported into the cluster's containerd."""
-    ref = run_script("scripts/docker/build-image", "--version", IMAGE_TAG, "--no-latest").strip().splitlines()[-1]
+    ref = (
+        run_script("scripts/docker/build-image", "--version", IMAGE_TAG, "--no-latest")
+        .strip()
+        .splitlines()[-1]
+    )
     assert ref == f"modelship:{IMAGE_TAG}"
     run_script("scripts/cluster/load-image", "--docker", ref)
     return ref
@@ -54,8 +58,18 @@ def release(kube: Kube, image: str) -> Iterator[str]:
 
 
 def _install(kube: Kube, name: str, *sets: str, wait: bool = True) -> None:
-    args = ["upgrade", "--install", name, str(CHART), "--namespace", name, "--create-namespace",
-            "--set", f"image.tag={IMAGE_TAG}", *[a for s in sets for a in ("--set", s)]]
+    args = [
+        "upgrade",
+        "--install",
+        name,
+        str(CHART),
+        "--namespace",
+        name,
+        "--create-namespace",
+        "--set",
+        f"image.tag={IMAGE_TAG}",
+        *[a for s in sets for a in ("--set", s)],
+    ]
     kube.run("helm", *args, *(["--wait", "--timeout", "5m"] if wait else []), timeout=400)
 
 
@@ -84,8 +98,16 @@ def test_install_upgrade_and_helm_test(kube: Kube, release: str) -> None:
     # A model-config change rolls the pods (checksum annotation) and the rollout completes.
     before = {p["metadata"]["name"] for p in pods["items"]}
     _install(kube, release, "model.versionLabels.stable=1")
-    kube.run("kubectl", "rollout", "status", "--namespace", release, f"deployment/{release}-modelship",
-             "--timeout=300s", timeout=320)
+    kube.run(
+        "kubectl",
+        "rollout",
+        "status",
+        "--namespace",
+        release,
+        f"deployment/{release}-modelship",
+        "--timeout=300s",
+        timeout=320,
+    )
     after = kube.json("get", "pods", "--namespace", release, "-l", f"app.kubernetes.io/instance={release}")
     running = {p["metadata"]["name"] for p in after["items"] if not p["metadata"].get("deletionTimestamp")}
     assert running.isdisjoint(before)
@@ -114,33 +136,64 @@ def archive_url(kube: Kube, fresh_base: Path, tmp_path: Path) -> Iterator[tuple[
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield (f"http://{kube.node_ip}:{httpd.server_address[1]}/{archive.name}",
-               hashlib.sha256(archive.read_bytes()).hexdigest())
+        yield (
+            f"http://{kube.node_ip}:{httpd.server_address[1]}/{archive.name}",
+            hashlib.sha256(archive.read_bytes()).hexdigest(),
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()
 
 
-def test_url_source_fetches_verifies_and_serves(kube: Kube, release: str, archive_url: tuple[str, str]) -> None:
+def test_url_source_fetches_verifies_and_serves(
+    kube: Kube, release: str, archive_url: tuple[str, str]
+) -> None:
     url, digest = archive_url
-    source = ["model.source.type=url", f"model.source.url.url={url}", "model.source.url.version=3",
-              "replicaCount=1"]
+    source = [
+        "model.source.type=url",
+        f"model.source.url.url={url}",
+        "model.source.url.version=3",
+        "replicaCount=1",
+    ]
     _install(kube, release, *source, f"model.source.url.sha256={digest}")
     logs = _helm_test(kube, release)
     assert "helm test: all checks passed" in logs
-    pod = kube.json("get", "pods", "--namespace", release, "-l", "app.kubernetes.io/name=modelship")["items"][0]
-    init_log = kube.run("kubectl", "logs", "--namespace", release, pod["metadata"]["name"], "-c", "fetch-model")
+    pod = kube.json("get", "pods", "--namespace", release, "-l", "app.kubernetes.io/name=modelship")["items"][
+        0
+    ]
+    init_log = kube.run(
+        "kubectl", "logs", "--namespace", release, pod["metadata"]["name"], "-c", "fetch-model"
+    )
     assert "sha256 verified" in init_log
 
 
-def test_url_source_with_a_wrong_digest_never_starts(kube: Kube, release: str,
-                                                     archive_url: tuple[str, str]) -> None:
+def test_url_source_with_a_wrong_digest_never_starts(
+    kube: Kube, release: str, archive_url: tuple[str, str]
+) -> None:
     url, _ = archive_url
-    _install(kube, release, "model.source.type=url", f"model.source.url.url={url}",
-             f"model.source.url.sha256={'0' * 64}", "replicaCount=1", "helmTest.enabled=false", wait=False)
+    _install(
+        kube,
+        release,
+        "model.source.type=url",
+        f"model.source.url.url={url}",
+        f"model.source.url.sha256={'0' * 64}",
+        "replicaCount=1",
+        "helmTest.enabled=false",
+        wait=False,
+    )
     selector = f"app.kubernetes.io/instance={release}"
-    kube.run("kubectl", "wait", "--namespace", release, "pods", "-l", selector, "--timeout=180s",
-             "--for=jsonpath={.status.initContainerStatuses[0].lastState.terminated.exitCode}=1", timeout=200)
+    kube.run(
+        "kubectl",
+        "wait",
+        "--namespace",
+        release,
+        "pods",
+        "-l",
+        selector,
+        "--timeout=180s",
+        "--for=jsonpath={.status.initContainerStatuses[0].lastState.terminated.exitCode}=1",
+        timeout=200,
+    )
     pod = kube.json("get", "pods", "--namespace", release, "-l", selector)["items"][0]
     assert pod["status"]["containerStatuses"][0]["ready"] is False
     assert "running" not in pod["status"]["containerStatuses"][0]["state"]

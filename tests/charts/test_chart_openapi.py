@@ -24,25 +24,51 @@ def test_every_object_matches_the_kubernetes_schema(rendered: Any, k8s_validator
 
 def test_all_kinds_the_chart_can_render_are_covered(render: Any, chart_dir: Path) -> None:
     kinds = set(render(chart_dir / "ci" / "all-optional-on-values.yaml").kinds())
-    assert kinds == {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "Pod",
-                     "PodDisruptionBudget", "Secret", "Service", "ServiceAccount", "ServiceMonitor"}
+    assert kinds == {
+        "ConfigMap",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "NetworkPolicy",
+        "Pod",
+        "PodDisruptionBudget",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    }
 
 
-@pytest.mark.parametrize(("kind", "mutate", "expected"), [
-    ("Deployment",
-     lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolice", "x"),
-     "Additional properties are not allowed ('imagePullPolice'"),
-    ("Deployment", lambda o: o["spec"].__setitem__("replicas", "two"), "'two' is not of type 'integer'"),
-    ("Deployment", lambda o: o["spec"]["template"]["spec"]["containers"][0].pop("name"),
-     "'name' is a required property"),
-    ("Service", lambda o: o["spec"]["ports"][0].__setitem__("port", [8501]), "is not of type 'integer'"),
-    ("ServiceMonitor", lambda o: o["spec"]["endpoints"][0].__setitem__("intervall", "30s"),
-     "Additional properties are not allowed ('intervall'"),
-    ("HorizontalPodAutoscaler", lambda o: o.__setitem__("apiVersion", "autoscaling/v2beta1"),
-     "unknown apiVersion/kind"),
-])
-def test_the_validator_catches_mistakes(render: Any, chart_dir: Path, k8s_validator: Any,
-                                        kind: str, mutate: Any, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "mutate", "expected"),
+    [
+        (
+            "Deployment",
+            lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolice", "x"),
+            "Additional properties are not allowed ('imagePullPolice'",
+        ),
+        ("Deployment", lambda o: o["spec"].__setitem__("replicas", "two"), "'two' is not of type 'integer'"),
+        (
+            "Deployment",
+            lambda o: o["spec"]["template"]["spec"]["containers"][0].pop("name"),
+            "'name' is a required property",
+        ),
+        ("Service", lambda o: o["spec"]["ports"][0].__setitem__("port", [8501]), "is not of type 'integer'"),
+        (
+            "ServiceMonitor",
+            lambda o: o["spec"]["endpoints"][0].__setitem__("intervall", "30s"),
+            "Additional properties are not allowed ('intervall'",
+        ),
+        (
+            "HorizontalPodAutoscaler",
+            lambda o: o.__setitem__("apiVersion", "autoscaling/v2beta1"),
+            "unknown apiVersion/kind",
+        ),
+    ],
+)
+def test_the_validator_catches_mistakes(
+    render: Any, chart_dir: Path, k8s_validator: Any, kind: str, mutate: Any, expected: str
+) -> None:
     """The validation above can fail: typical template mistakes are reported."""
     obj = copy.deepcopy(render(chart_dir / "ci" / "all-optional-on-values.yaml").one(kind))
     assert not k8s_validator.errors(obj)

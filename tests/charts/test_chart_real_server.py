@@ -33,8 +33,11 @@ class _Paths:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.mounts = {"/etc/modelship/config": root / "config", "/etc/modelship/auth": root / "auth",
-                       "/models": root / "models"}
+        self.mounts = {
+            "/etc/modelship/config": root / "config",
+            "/etc/modelship/auth": root / "auth",
+            "/models": root / "models",
+        }
         for path in self.mounts.values():
             path.mkdir(parents=True, exist_ok=True)
 
@@ -42,7 +45,7 @@ class _Paths:
         for pod_path, local in self.mounts.items():
             text = text.replace(f'"{pod_path}/', f'"{local}/').replace(f"={pod_path}/", f"={local}/")
             if text == pod_path or text.startswith(pod_path + "/"):
-                text = str(local) + text[len(pod_path):]
+                text = str(local) + text[len(pod_path) :]
         return text
 
 
@@ -73,8 +76,9 @@ def _probe_paths_answer(rendered: Any, server: ServerProcess) -> None:
         assert response.status_code == 200, (probe, path, response.text)
 
 
-def _run_helm_test(rendered: Any, server: ServerProcess, paths: _Paths,
-                   drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+def _run_helm_test(
+    rendered: Any, server: ServerProcess, paths: _Paths, drop_env: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run the test pod's command with its env, pointed at the local server."""
     (pod,) = rendered.maybe("Pod")
     (container,) = pod["spec"]["containers"]
@@ -96,16 +100,26 @@ def paths(tmp_path: Path) -> _Paths:
 GRPC_ON = "helmTest.grpcHealth=true"
 
 
-def test_image_source_config_labels_probes_and_helm_test(render: Any, fresh_base: Path, paths: _Paths,
-                                                         tmp_path: Path) -> None:
-    rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "model.versionLabels.stable=1",
-                            "model.versionPolicy.type=specific", "model.versionPolicy.specificVersions={1}",
-                            GRPC_ON])
+def test_image_source_config_labels_probes_and_helm_test(
+    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path
+) -> None:
+    rendered = render(
+        set_=[
+            f"model.source.image.basePath={fresh_base}",
+            "model.versionLabels.stable=1",
+            "model.versionPolicy.type=specific",
+            "model.versionPolicy.specificVersions={1}",
+            GRPC_ON,
+        ]
+    )
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
     try:
         _probe_paths_answer(rendered, server)
-        labelled = httpx.post(f"{server.url}/v1/models/linear/labels/stable:predict",
-                              json={"instances": [[1.0, 2.0, 3.0]]}, timeout=10)
+        labelled = httpx.post(
+            f"{server.url}/v1/models/linear/labels/stable:predict",
+            json={"instances": [[1.0, 2.0, 3.0]]},
+            timeout=10,
+        )
         assert labelled.status_code == 200, labelled.text
         result = _run_helm_test(rendered, server, paths)
         assert result.returncode == 0, result.stdout + result.stderr + server.logs()
@@ -138,8 +152,9 @@ def archive_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         httpd.server_close()
 
 
-def test_url_source_init_container_then_server(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path,
-                                               archive_server: tuple[str, Path]) -> None:
+def test_url_source_init_container_then_server(
+    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path, archive_server: tuple[str, Path]
+) -> None:
     url, root = archive_server
     archive = root / "linear-1.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -147,13 +162,23 @@ def test_url_source_init_container_then_server(render: Any, fresh_base: Path, pa
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
 
     def init_for(sha256: str) -> tuple[Any, subprocess.CompletedProcess[str]]:
-        rendered = render(set_=["model.source.type=url", f"model.source.url.url={url}/{archive.name}",
-                                f"model.source.url.sha256={sha256}", "model.source.url.version=7", GRPC_ON])
+        rendered = render(
+            set_=[
+                "model.source.type=url",
+                f"model.source.url.url={url}/{archive.name}",
+                f"model.source.url.sha256={sha256}",
+                "model.source.url.version=7",
+                GRPC_ON,
+            ]
+        )
         (init,) = rendered.one("Deployment")["spec"]["template"]["spec"]["initContainers"]
-        cmd = [sys.executable if c == "python" else c for c in init["command"]] + [paths(a) for a in init["args"]]
+        cmd = [sys.executable if c == "python" else c for c in init["command"]] + [
+            paths(a) for a in init["args"]
+        ]
         env = {e["name"]: paths(e["value"]) for e in init["env"]}
-        return rendered, subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False,
-                                        cwd=ROOT)
+        return rendered, subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+        )
 
     _, tampered = init_for("0" * 64)
     assert tampered.returncode == 1, tampered.stderr
@@ -173,17 +198,27 @@ def test_url_source_init_container_then_server(render: Any, fresh_base: Path, pa
         assert server.terminate() == 0, server.logs()
 
 
-def test_auth_token_file_and_batching_flags(render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path) -> None:
+def test_auth_token_file_and_batching_flags(
+    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path
+) -> None:
     token = "chart-test-token-not-a-secret"
-    rendered = render(set_=[f"model.source.image.basePath={fresh_base}", "auth.enabled=true",
-                            f"auth.token={token}", "server.batching.enabled=true", GRPC_ON])
+    rendered = render(
+        set_=[
+            f"model.source.image.basePath={fresh_base}",
+            "auth.enabled=true",
+            f"auth.token={token}",
+            "server.batching.enabled=true",
+            GRPC_ON,
+        ]
+    )
     secret: Obj = rendered.one("Secret")
     (paths.mounts["/etc/modelship/auth"] / "token").write_bytes(base64.b64decode(secret["data"]["token"]))
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
     try:
         _probe_paths_answer(rendered, server)  # probes stay open while the model API is protected
-        denied = httpx.post(f"{server.url}/v1/models/linear:predict", json={"instances": [[1.0, 2.0, 3.0]]},
-                            timeout=10)
+        denied = httpx.post(
+            f"{server.url}/v1/models/linear:predict", json={"instances": [[1.0, 2.0, 3.0]]}, timeout=10
+        )
         assert denied.status_code == 401, denied.text
         allowed = _run_helm_test(rendered, server, paths)
         assert allowed.returncode == 0, allowed.stdout + allowed.stderr + server.logs()

@@ -80,7 +80,7 @@ def test_pod_and_containers_are_hardened(rendered: Any) -> None:
             assert c["resources"]["requests"]["memory"], c["name"]
             assert c["resources"]["limits"]["memory"], c["name"]
             assert not re.search(r":latest$", c["image"])
-            assert (":" in c["image"] or "@sha256:" in c["image"])
+            assert ":" in c["image"] or "@sha256:" in c["image"]
             for env in c.get("env", []):
                 assert "TOKEN" not in env["name"] or env["name"].endswith("_FILE"), "secrets only as files"
 
@@ -92,7 +92,8 @@ def test_service_account_does_not_mount_a_token(rendered: Any) -> None:
 
 
 def test_secrets_in_values_only_in_secret_objects(
-        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    rendered: Any, values_file: Path | None, chart_dir: Path
+) -> None:
     token = _values(values_file, chart_dir)["auth"]["token"]
     if not token:
         assert not rendered.maybe("Secret")
@@ -107,16 +108,23 @@ def test_secrets_in_values_only_in_secret_objects(
 
 
 def test_rolling_update_policy_comes_from_values(
-        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    rendered: Any, values_file: Path | None, chart_dir: Path
+) -> None:
     v = _values(values_file, chart_dir)
     spec = rendered.one("Deployment")["spec"]
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {
-        "maxSurge": v["rollout"]["maxSurge"], "maxUnavailable": v["rollout"]["maxUnavailable"]}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {
+            "maxSurge": v["rollout"]["maxSurge"],
+            "maxUnavailable": v["rollout"]["maxUnavailable"],
+        },
+    }
     assert spec["minReadySeconds"] == v["rollout"]["minReadySeconds"]
     assert spec["progressDeadlineSeconds"] == v["rollout"]["progressDeadlineSeconds"]
     assert spec["revisionHistoryLimit"] == v["rollout"]["revisionHistoryLimit"]
     assert str(spec["strategy"]["rollingUpdate"]["maxSurge"]) not in ("0", "0%") or str(
-        spec["strategy"]["rollingUpdate"]["maxUnavailable"]) not in ("0", "0%")
+        spec["strategy"]["rollingUpdate"]["maxUnavailable"]
+    ) not in ("0", "0%")
 
 
 def test_replicas_only_without_hpa(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
@@ -127,8 +135,11 @@ def test_replicas_only_without_hpa(rendered: Any, values_file: Path | None, char
         assert "replicas" not in spec, "replicas must not be rendered while an HPA owns the scale"
         (hpa,) = hpas
         assert hpa["apiVersion"] == "autoscaling/v2"
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                 "name": rendered.one("Deployment")["metadata"]["name"]}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": rendered.one("Deployment")["metadata"]["name"],
+        }
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         types = {m["type"] for m in hpa["spec"]["metrics"]}
         assert ("Resource" in types) == (v["autoscaling"]["targetCPUUtilizationPercentage"] > 0)
@@ -136,8 +147,10 @@ def test_replicas_only_without_hpa(rendered: Any, values_file: Path | None, char
         down = hpa["spec"]["behavior"]["scaleDown"]
         want = v["autoscaling"]["scaleDown"]
         assert down["stabilizationWindowSeconds"] == want["stabilizationWindowSeconds"]
-        assert {p["type"]: p["value"] for p in down["policies"]} == {"Percent": want["percent"],
-                                                                     "Pods": want["pods"]}
+        assert {p["type"]: p["value"] for p in down["policies"]} == {
+            "Percent": want["percent"],
+            "Pods": want["pods"],
+        }
     else:
         assert spec["replicas"] == v["replicaCount"]
         assert not hpas
@@ -244,8 +257,10 @@ def test_model_config_is_mounted_and_passed(rendered: Any, values_file: Path | N
         assert f'key: "{label}"\n      value: {version}' in config
     policy = v["model"]["versionPolicy"]["type"]
     assert re.search(rf"model_version_policy {{\s*{policy} {{", config), config
-    assert re.fullmatch(r"[0-9a-f]{64}", rendered.one("Deployment")["spec"]["template"]["metadata"][
-        "annotations"]["checksum/config"])
+    assert re.fullmatch(
+        r"[0-9a-f]{64}",
+        rendered.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"],
+    )
 
 
 def test_model_config_is_a_valid_tf_serving_text_proto(rendered: Any) -> None:
@@ -275,8 +290,10 @@ def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path)
     elif kind == "pvc":
         (mount,) = models_mount
         assert mount["readOnly"] is True
-        assert volumes["models"]["persistentVolumeClaim"] == {"claimName": v["source"]["pvc"]["claimName"],
-                                                              "readOnly": True}
+        assert volumes["models"]["persistentVolumeClaim"] == {
+            "claimName": v["source"]["pvc"]["claimName"],
+            "readOnly": True,
+        }
         assert mount.get("subPath", "") == v["source"]["pvc"]["subPath"]
     else:
         (init,) = pod["initContainers"]
@@ -284,9 +301,12 @@ def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path)
         assert init["command"] == ["python", "-m", "service.fetch_model"]
         assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
         url = v["source"]["url"]
-        assert init["args"] == [f"--url={url['url']}", f"--sha256={url['sha256'].lower()}",
-                                f"--dest=/models/{v['name']}/{url['version']}",
-                                f"--timeout={url['timeoutSeconds']}"]
+        assert init["args"] == [
+            f"--url={url['url']}",
+            f"--sha256={url['sha256'].lower()}",
+            f"--dest=/models/{v['name']}/{url['version']}",
+            f"--timeout={url['timeoutSeconds']}",
+        ]
         assert volumes["models"]["emptyDir"]["sizeLimit"] == url["sizeLimit"]
         assert {m["mountPath"] for m in init["volumeMounts"]} == {"/models", "/tmp"}
         assert models_mount[0]["readOnly"] is True
@@ -317,7 +337,8 @@ def test_helm_test_pod_runs_a_prediction(rendered: Any) -> None:
 
 
 def test_optional_objects_follow_their_toggles(
-        rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
+    rendered: Any, values_file: Path | None, chart_dir: Path
+) -> None:
     v = _values(values_file, chart_dir)
     toggles = {
         "NetworkPolicy": v["networkPolicy"]["enabled"],
@@ -352,8 +373,10 @@ def test_all_optional_objects(render: Any, chart_dir: Path) -> None:
     assert ep["authorization"]["credentials"] == {"name": r.one("Secret")["metadata"]["name"], "key": "token"}
     # Ingress routes to the Service's http port.
     rule = r.one("Ingress")["spec"]["rules"][0]
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": svc["metadata"]["name"],
-                                                               "port": {"name": "http"}}
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": svc["metadata"]["name"],
+        "port": {"name": "http"},
+    }
     # Auth: token as a file, env points at it; the checksum of the Secret rolls pods.
     pod = r.one("Deployment")["spec"]["template"]
     server = _server(pod["spec"])
@@ -437,8 +460,11 @@ def test_image_tag_defaults_to_app_version(render: Any, chart_dir: Path) -> None
     server = _server(render().one("Deployment")["spec"]["template"]["spec"])
     assert server["image"] == f"modelship:{app_version}"
     assert server["imagePullPolicy"] == "IfNotPresent"
-    server = _server(render(set_=["image.repository=reg.example/ms", "image.tag=ci-1"]).one(
-        "Deployment")["spec"]["template"]["spec"])
+    server = _server(
+        render(set_=["image.repository=reg.example/ms", "image.tag=ci-1"]).one("Deployment")["spec"][
+            "template"
+        ]["spec"]
+    )
     assert server["image"] == "reg.example/ms:ci-1"
 
 
@@ -446,10 +472,12 @@ def test_notes_print_port_forward_and_curl(helm: str, chart_copy: Path, render: 
     """NOTES.txt is rendered through a probe template (helm template does not print notes)."""
     notes = (chart_copy / "templates" / "NOTES.txt").read_text()
     (chart_copy / "templates" / "_notes_probe.tpl").write_text(
-        '{{- define "notesprobe" -}}\n' + notes + "\n{{- end }}\n")
+        '{{- define "notesprobe" -}}\n' + notes + "\n{{- end }}\n"
+    )
     (chart_copy / "templates" / "notes-probe.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n'
-        'data:\n  notes: {{ include "notesprobe" . | quote }}\n')
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n"
+        'data:\n  notes: {{ include "notesprobe" . | quote }}\n'
+    )
 
     def notes_for(*sets: str) -> str:
         text: str = render(chart=chart_copy, set_=list(sets)).one("ConfigMap", "notes-probe")["data"]["notes"]

@@ -29,24 +29,39 @@ SCHEMA_REJECTS = [
     (["autoscaling.minReplicas=0"], ["/autoscaling/minReplicas", "minimum"]),
     (["probes.startup.enabled=yes"], ["/probes/startup/enabled", "want boolean"]),
     # The url source without its digest: rejected by the schema, so `helm lint` catches it too.
-    (["model.source.type=url", "model.source.url.url=https://example.com/m.tar.gz"],
-     ["/model/source/url/sha256", "'' does not match pattern '^[0-9a-fA-F]{64}$'"]),
-    (["model.source.type=url", "model.source.url.sha256=" + "a" * 64], ["/model/source/url/url", "https?://"]),
+    (
+        ["model.source.type=url", "model.source.url.url=https://example.com/m.tar.gz"],
+        ["/model/source/url/sha256", "'' does not match pattern '^[0-9a-fA-F]{64}$'"],
+    ),
+    (
+        ["model.source.type=url", "model.source.url.sha256=" + "a" * 64],
+        ["/model/source/url/url", "https?://"],
+    ),
     (["model.source.type=pvc"], ["/model/source/pvc/claimName", "minLength"]),
 ]
 
 # (--set arguments, words the VALUES VALIDATION message must contain)
 RULE_REJECTS = [
     (["model.versionPolicy.type=specific"], ["model.versionPolicy.specificVersions", "at least one version"]),
-    (["model.versionPolicy.type=specific", "model.versionPolicy.specificVersions={1}",
-      "model.versionLabels.canary=2"], ["model.versionLabels.canary", "does not serve"]),
+    (
+        [
+            "model.versionPolicy.type=specific",
+            "model.versionPolicy.specificVersions={1}",
+            "model.versionLabels.canary=2",
+        ],
+        ["model.versionLabels.canary", "does not serve"],
+    ),
     (["rollout.maxSurge=0", "rollout.maxUnavailable=0%"], ["cannot both be 0"]),
-    (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"],
-     ["minReplicas (5) must not exceed maxReplicas (3)"]),
+    (
+        ["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"],
+        ["minReplicas (5) must not exceed maxReplicas (3)"],
+    ),
     (["autoscaling.enabled=true", "autoscaling.targetCPUUtilizationPercentage=0"], ["HPA needs a metric"]),
     (["pdb.minAvailable=2"], ["minAvailable (2) must be lower than replicaCount (2)"]),
-    (["autoscaling.enabled=true", "autoscaling.minReplicas=2", "pdb.minAvailable=3"],
-     ["lower than autoscaling.minReplicas (2)"]),
+    (
+        ["autoscaling.enabled=true", "autoscaling.minReplicas=2", "pdb.minAvailable=3"],
+        ["lower than autoscaling.minReplicas (2)"],
+    ),
     (["pdb.minAvailable=1", "pdb.maxUnavailable=1"], ["not both"]),
     (["pdb.maxUnavailable=0"], ["maxUnavailable 0 blocks every voluntary eviction"]),
     (["pdb.minAvailable=100%"], ["minAvailable 100% blocks"]),
@@ -89,8 +104,13 @@ def test_lint_reports_the_schema_error(helm: str, chart_dir: Path, tmp_path: Pat
 
     bad = tmp_path / "bad-values.yaml"
     bad.write_text("model:\n  source:\n    type: url\n    url:\n      url: https://e.x/m.tgz\n")
-    proc = subprocess.run([helm, "lint", "--strict", str(chart_dir), "-f", str(bad)], capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [helm, "lint", "--strict", str(chart_dir), "-f", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "at '/model/source/url/sha256'" in proc.stdout + proc.stderr
 

@@ -78,8 +78,15 @@ def _namespaces(kube: Kube) -> Iterator[list[str]]:
     made: list[str] = []
     yield made
     if made:
-        kube.run("kubectl", "wait", "--for=delete", "--timeout=300s", *[f"namespace/{n}" for n in made],
-                 check=False, timeout=320)
+        kube.run(
+            "kubectl",
+            "wait",
+            "--for=delete",
+            "--timeout=300s",
+            *[f"namespace/{n}" for n in made],
+            check=False,
+            timeout=320,
+        )
 
 
 @pytest.fixture
@@ -108,5 +115,3 @@ def release(kube: Kube, namespace: str, image: tuple[str, str]) -> Release:
 @pytest.fixture
 def load_client(kube: Kube, namespace: str, image: tuple[str, str]) -> LoadClient:
     return LoadClient(kube, namespace, image)
-
-

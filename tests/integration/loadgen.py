@@ -71,9 +71,14 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"t": round(time.monotonic() - START, 1), "ok": dict(self.ok), "failed": dict(self.failed),
-                    "served": sum(self.ok.values()), "failures": sum(self.failed.values()),
-                    "max_latency_s": round(self.max_latency, 3)}
+            return {
+                "t": round(time.monotonic() - START, 1),
+                "ok": dict(self.ok),
+                "failed": dict(self.failed),
+                "served": sum(self.ok.values()),
+                "failures": sum(self.failed.values()),
+                "max_latency_s": round(self.max_latency, 3),
+            }
 
 
 START = time.monotonic()
@@ -86,8 +91,12 @@ def rest_once() -> str | None:
     host, _, port = REST.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
     try:
-        conn.request("POST", f"/v1/models/{MODEL}:predict", body=BODY,
-                     headers={"Content-Type": "application/json", "Connection": "close"})
+        conn.request(
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            body=BODY,
+            headers={"Content-Type": "application/json", "Connection": "close"},
+        )
         resp = conn.getresponse()
         data = resp.read()
         if resp.status != 200:
@@ -115,10 +124,18 @@ def grpc_worker() -> None:
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, float_val=[1.0, 2.0, 3.0],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1),
-                                                            tensor_shape_pb2.TensorShapeProto.Dim(size=3)])))
+    request.inputs["x"].CopyFrom(
+        tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            float_val=[1.0, 2.0, 3.0],
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[
+                    tensor_shape_pb2.TensorShapeProto.Dim(size=1),
+                    tensor_shape_pb2.TensorShapeProto.Dim(size=3),
+                ]
+            ),
+        )
+    )
     with grpc.insecure_channel(GRPC) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         while not STOP.is_set():

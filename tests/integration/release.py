@@ -23,8 +23,15 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modelship"
 LOADGEN = Path(__file__).with_name("loadgen.py")
 # Waiting reasons that never heal by themselves: fail at once instead of at the deadline.
-STUCK = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff",
-         "CreateContainerConfigError", "CreateContainerError"}
+STUCK = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
 # Small requests: the suite must fit on a 2-core node next to other work.
 SMALL = ("resources.requests.cpu=100m", "resources.requests.memory=384Mi")
 
@@ -32,7 +39,8 @@ SMALL = ("resources.requests.cpu=100m", "resources.requests.memory=384Mi")
 def pod_ready(pod: dict[str, Any]) -> bool:
     """Ready and not terminating."""
     return not pod["metadata"].get("deletionTimestamp") and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
 
 
 def _stuck(pod: dict[str, Any]) -> str | None:
@@ -66,23 +74,37 @@ class Release:
     def helm(self, *sets: str, timeout: float = 300) -> None:
         """``helm upgrade --install`` with the image, small requests, the release's values and ``sets``."""
         repository, tag = self.image
-        args = ["upgrade", "--install", self.name, str(CHART), "--namespace", self.namespace,
-                "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-                "--set", "image.pullPolicy=IfNotPresent"]
+        args = [
+            "upgrade",
+            "--install",
+            self.name,
+            str(CHART),
+            "--namespace",
+            self.namespace,
+            "--set",
+            f"image.repository={repository}",
+            "--set",
+            f"image.tag={tag}",
+            "--set",
+            "image.pullPolicy=IfNotPresent",
+        ]
         for value in (*SMALL, *self.values, *sets):
             args += ["--set", value]
         self.kube.run("helm", *args, timeout=timeout)
 
     def pods(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.kube.json("get", "pods", "--namespace", self.namespace,
-                                                     "--selector", self.selector)["items"]
+        items: list[dict[str, Any]] = self.kube.json(
+            "get", "pods", "--namespace", self.namespace, "--selector", self.selector
+        )["items"]
         return items
 
     def ready_pods(self) -> list[dict[str, Any]]:
         return [p for p in self.pods() if pod_ready(p)]
 
     def deployment(self) -> dict[str, Any]:
-        found: dict[str, Any] = self.kube.json("get", "deployment", "--namespace", self.namespace, self.fullname)
+        found: dict[str, Any] = self.kube.json(
+            "get", "deployment", "--namespace", self.namespace, self.fullname
+        )
         return found
 
     def wait_available(self, replicas: int, timeout: float = 300) -> list[dict[str, Any]]:
@@ -99,12 +121,15 @@ class Release:
         return wait_for(f"{replicas} Ready pods of {self.fullname}", check, timeout, interval=2)
 
     def cluster_ip(self) -> str:
-        ip: str = self.kube.json("get", "service", "--namespace", self.namespace, self.fullname)["spec"]["clusterIP"]
+        ip: str = self.kube.json("get", "service", "--namespace", self.namespace, self.fullname)["spec"][
+            "clusterIP"
+        ]
         return ip
 
     def helm_test(self) -> str:
-        return self.kube.run("helm", "test", self.name, "--namespace", self.namespace, "--logs", "--timeout", "5m",
-                             timeout=330)
+        return self.kube.run(
+            "helm", "test", self.name, "--namespace", self.namespace, "--logs", "--timeout", "5m", timeout=330
+        )
 
 
 class LoadClient:
@@ -115,33 +140,65 @@ class LoadClient:
 
     def start(self, *, rest: str = "", grpc: str = "", cpu_limit: str = "500m", **settings: object) -> None:
         """Create the pod; ``settings`` become LOAD_<NAME> variables (see loadgen.py)."""
-        env = {"LOAD_REST": rest, "LOAD_GRPC": grpc, "HOME": "/tmp", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONDONTWRITEBYTECODE": "1", **{f"LOAD_{k.upper()}": str(v) for k, v in settings.items()}}
+        env = {
+            "LOAD_REST": rest,
+            "LOAD_GRPC": grpc,
+            "HOME": "/tmp",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **{f"LOAD_{k.upper()}": str(v) for k, v in settings.items()},
+        }
         repository, tag = self.image
         pod = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace,
-                         "labels": {"app.kubernetes.io/name": "it-load"}},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/name": "it-load"},
+            },
             "spec": {
-                "restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
                 "terminationGracePeriodSeconds": 5,
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{
-                    "name": "load", "image": f"{repository}:{tag}", "imagePullPolicy": "IfNotPresent",
-                    "command": ["python", "-c", LOADGEN.read_text()],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                                  "limits": {"cpu": cpu_limit, "memory": "1Gi"}},
-                    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                        "capabilities": {"drop": ["ALL"]}},
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }],
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": 10001,
+                    "runAsGroup": 10001,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": "load",
+                        "image": f"{repository}:{tag}",
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python", "-c", LOADGEN.read_text()],
+                        "env": [{"name": k, "value": v} for k, v in env.items()],
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "256Mi"},
+                            "limits": {"cpu": cpu_limit, "memory": "1Gi"},
+                        },
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    }
+                ],
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
             },
         }
-        proc = subprocess.run([self.kube.kubectl, "apply", "-f", "-"], input=json.dumps(pod), env=self.kube.env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [self.kube.kubectl, "apply", "-f", "-"],
+            input=json.dumps(pod),
+            env=self.kube.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         wait_for("the load client to start", lambda: "READY" in self.logs() or self._ended(), 240, interval=2)
         assert not self._ended(), f"the load client ended at once:\n{self.logs()}"
@@ -158,7 +215,9 @@ class LoadClient:
     def progress(self) -> dict[str, Any]:
         """The latest PROGRESS record (zeros before the first one)."""
         lines = [ln for ln in self.logs().splitlines() if ln.startswith("PROGRESS ")]
-        record: dict[str, Any] = json.loads(lines[-1].split(" ", 1)[1]) if lines else {"served": 0, "failures": 0}
+        record: dict[str, Any] = (
+            json.loads(lines[-1].split(" ", 1)[1]) if lines else {"served": 0, "failures": 0}
+        )
         return record
 
     def wait_served(self, at_least: int, timeout: float = 120) -> dict[str, Any]:
@@ -170,8 +229,18 @@ class LoadClient:
 
     def stop(self, timeout: float = 90) -> tuple[dict[str, Any], int]:
         """Ask the client to finish; return (its SUMMARY record, its exit code)."""
-        self.kube.run("kubectl", "exec", "--namespace", self.namespace, self.name, "--",
-                      "python", "-c", "open('/tmp/stop', 'w').close()", timeout=60)
+        self.kube.run(
+            "kubectl",
+            "exec",
+            "--namespace",
+            self.namespace,
+            self.name,
+            "--",
+            "python",
+            "-c",
+            "open('/tmp/stop', 'w').close()",
+            timeout=60,
+        )
         wait_for("the load client to finish", self._ended, timeout, interval=1)
         pod = self.kube.json("get", "pod", "--namespace", self.namespace, self.name)
         code = int(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"])

@@ -20,10 +20,14 @@ from tests.k8s import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 HPA_VALUES = (
-    "autoscaling.enabled=true", "autoscaling.minReplicas=1", "autoscaling.maxReplicas=3",
+    "autoscaling.enabled=true",
+    "autoscaling.minReplicas=1",
+    "autoscaling.maxReplicas=3",
     "autoscaling.targetCPUUtilizationPercentage=30",
-    "autoscaling.scaleDown.stabilizationWindowSeconds=20", "autoscaling.scaleDown.periodSeconds=15",
-    "autoscaling.scaleDown.percent=100", "autoscaling.scaleDown.pods=3",
+    "autoscaling.scaleDown.stabilizationWindowSeconds=20",
+    "autoscaling.scaleDown.periodSeconds=15",
+    "autoscaling.scaleDown.percent=100",
+    "autoscaling.scaleDown.pods=3",
     "autoscaling.scaleUp.stabilizationWindowSeconds=0",
 )
 SCALE_UP_BOUND = 240
@@ -38,7 +42,9 @@ def _cpu(hpa: dict[str, Any]) -> int | None:
     return None
 
 
-def test_hpa_scales_up_under_load_and_back_down(release: Release, load_client: LoadClient, report: Any) -> None:
+def test_hpa_scales_up_under_load_and_back_down(
+    release: Release, load_client: LoadClient, report: Any
+) -> None:
     release.helm(*HPA_VALUES)
     release.wait_available(1)
     clock = Clock()
@@ -49,9 +55,11 @@ def test_hpa_scales_up_under_load_and_back_down(release: Release, load_client: L
         deploy = release.deployment()
         status = hpa.get("status", {})
         cpu = _cpu(hpa)
-        timeline.append(f"t={clock():6.1f}s {phase:<9} cpu={'-' if cpu is None else f'{cpu}%':>5} "
-                        f"desired={status.get('desiredReplicas', '-')} current={status.get('currentReplicas', '-')} "
-                        f"ready={deploy['status'].get('readyReplicas', 0)}")
+        timeline.append(
+            f"t={clock():6.1f}s {phase:<9} cpu={'-' if cpu is None else f'{cpu}%':>5} "
+            f"desired={status.get('desiredReplicas', '-')} current={status.get('currentReplicas', '-')} "
+            f"ready={deploy['status'].get('readyReplicas', 0)}"
+        )
         return hpa, deploy
 
     def poll(phase: str, done: Any, bound: float) -> None:
@@ -68,8 +76,15 @@ def test_hpa_scales_up_under_load_and_back_down(release: Release, load_client: L
     # metrics-server has to report the pod before the HPA can act.
     poll("metrics", lambda hpa, _: _cpu(hpa) is not None, 150)
     ip = release.cluster_ip()
-    load_client.start(rest=f"{ip}:8501", rest_threads=6, grpc_threads=0, interval=0, max_seconds=SCALE_UP_BOUND + 60,
-                      max_requests=2_000_000, cpu_limit="700m")
+    load_client.start(
+        rest=f"{ip}:8501",
+        rest_threads=6,
+        grpc_threads=0,
+        interval=0,
+        max_seconds=SCALE_UP_BOUND + 60,
+        max_requests=2_000_000,
+        cpu_limit="700m",
+    )
     peak = 1
 
     def scaled_up(hpa: dict[str, Any], deploy: dict[str, Any]) -> bool:
@@ -79,11 +94,16 @@ def test_hpa_scales_up_under_load_and_back_down(release: Release, load_client: L
 
     poll("load", scaled_up, SCALE_UP_BOUND)
     summary, code = load_client.stop()
-    timeline.append(f"t={clock():6.1f}s load stopped: served {summary['served']}, failed {summary['failures']}")
+    timeline.append(
+        f"t={clock():6.1f}s load stopped: served {summary['served']}, failed {summary['failures']}"
+    )
 
     def scaled_down(hpa: dict[str, Any], deploy: dict[str, Any]) -> bool:
-        return bool(hpa["status"].get("currentReplicas") == 1 and deploy["spec"]["replicas"] == 1
-                    and deploy["status"].get("replicas") == 1)
+        return bool(
+            hpa["status"].get("currentReplicas") == 1
+            and deploy["spec"]["replicas"] == 1
+            and deploy["status"].get("replicas") == 1
+        )
 
     poll("idle", scaled_down, SCALE_DOWN_BOUND)
     wait_for("one pod left", lambda: len(release.pods()) == 1, 120, interval=2)

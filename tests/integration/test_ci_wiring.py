@@ -78,9 +78,12 @@ def test_scripts_parse_and_answer_help() -> None:
     for name in ("kind-up", "ci-integration"):
         script = REPO / "scripts" / name
         subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
-        proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.run(
+            [str(script), "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"Usage: scripts/{name}")
-        bad = subprocess.run([str(script), "--no-such-flag"], capture_output=True, text=True, timeout=30,
-                             check=False)
+        bad = subprocess.run(
+            [str(script), "--no-such-flag"], capture_output=True, text=True, timeout=30, check=False
+        )
         assert bad.returncode == 2, bad.stderr

@@ -33,8 +33,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 def _evict(api: str, namespace: str, pod: str) -> tuple[int, str]:
     """POST an Eviction for ``pod``; return (HTTP status, message)."""
     body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
-    req = urllib.request.Request(f"{api}/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
-                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{api}/api/v1/namespaces/{namespace}/pods/{pod}/eviction",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read()).get("status", "")
@@ -44,20 +47,32 @@ def _evict(api: str, namespace: str, pod: str) -> tuple[int, str]:
 
 
 def _pdb(release: Release) -> dict[str, Any]:
-    status: dict[str, Any] = release.kube.json("get", "pdb", "--namespace", release.namespace,
-                                               release.fullname)["status"]
+    status: dict[str, Any] = release.kube.json(
+        "get", "pdb", "--namespace", release.namespace, release.fullname
+    )["status"]
     return status
 
 
-def test_pdb_refuses_the_second_eviction_until_the_replacement_is_ready(release: Release, load_client: LoadClient,
-                                                                       report: Any) -> None:
+def test_pdb_refuses_the_second_eviction_until_the_replacement_is_ready(
+    release: Release, load_client: LoadClient, report: Any
+) -> None:
     release.helm("replicaCount=2", "pdb.minAvailable=1")
     first, second = (p["metadata"]["name"] for p in release.wait_available(2))
-    wait_for("the PDB to allow one disruption",
-             lambda: (s := _pdb(release))["disruptionsAllowed"] == 1 and s["currentHealthy"] == 2, 90)
+    wait_for(
+        "the PDB to allow one disruption",
+        lambda: (s := _pdb(release))["disruptionsAllowed"] == 1 and s["currentHealthy"] == 2,
+        90,
+    )
     ip = release.cluster_ip()
-    load_client.start(rest=f"{ip}:8501", grpc=f"{ip}:8500", rest_threads=2, grpc_threads=1, interval=0.02,
-                      max_seconds=600, max_requests=500000)
+    load_client.start(
+        rest=f"{ip}:8501",
+        grpc=f"{ip}:8500",
+        rest_threads=2,
+        grpc_threads=1,
+        interval=0.02,
+        max_seconds=600,
+        max_requests=500000,
+    )
     load_client.wait_served(50)
     clock = Clock()
     log: list[str] = []
@@ -77,7 +92,9 @@ def test_pdb_refuses_the_second_eviction_until_the_replacement_is_ready(release:
             before = replacement_ready()
             code, message = _evict(api, release.namespace, second)
             after = replacement_ready()
-            log.append(f"t={clock()}s evict {second}: {code} (replacement ready before/after: {before}/{after})")
+            log.append(
+                f"t={clock()}s evict {second}: {code} (replacement ready before/after: {before}/{after})"
+            )
             if code == 201:
                 # Accepted: only allowed once the replacement was Ready before the call.
                 assert before, f"second pod evicted while the replacement was not Ready: {log}"
@@ -88,18 +105,30 @@ def test_pdb_refuses_the_second_eviction_until_the_replacement_is_ready(release:
                 refusals += 1
             if before and after and refusals:
                 # Replacement Ready: wait for the PDB controller to count it, then try again.
-                wait_for("the PDB to allow a disruption again", lambda: _pdb(release)["disruptionsAllowed"] >= 1,
-                         60)
+                wait_for(
+                    "the PDB to allow a disruption again",
+                    lambda: _pdb(release)["disruptionsAllowed"] >= 1,
+                    60,
+                )
             assert clock() < 240, f"the second eviction was never accepted: {log}"
             time.sleep(2)
 
     assert refusals >= 1, f"no eviction was refused while the replacement was starting: {log}"
     release.wait_available(2)
     summary, exit_code = load_client.stop()
-    log.append(f"t={clock()}s two Ready pods again; load: served {summary['served']} "
-               f"(REST {summary['ok'].get('rest', 0)}, gRPC {summary['ok'].get('grpc', 0)}), "
-               f"failed {summary['failures']}")
-    report("\n".join(["PDB (minAvailable 1, 2 replicas) timeline:", *log,
-                      f"evictions refused while the replacement was not Ready: {refusals}"]))
+    log.append(
+        f"t={clock()}s two Ready pods again; load: served {summary['served']} "
+        f"(REST {summary['ok'].get('rest', 0)}, gRPC {summary['ok'].get('grpc', 0)}), "
+        f"failed {summary['failures']}"
+    )
+    report(
+        "\n".join(
+            [
+                "PDB (minAvailable 1, 2 replicas) timeline:",
+                *log,
+                f"evictions refused while the replacement was not Ready: {refusals}",
+            ]
+        )
+    )
     assert summary["failures"] == 0, summary
     assert exit_code == 0, summary

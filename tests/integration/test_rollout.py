@@ -27,24 +27,42 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def _identity(pods: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
-    return ({p["metadata"]["uid"] for p in pods},
-            {p["metadata"]["labels"]["pod-template-hash"] for p in pods})
+    return (
+        {p["metadata"]["uid"] for p in pods},
+        {p["metadata"]["labels"]["pod-template-hash"] for p in pods},
+    )
 
 
-def test_helm_upgrade_rolls_every_pod_without_a_failed_request(release: Release, load_client: LoadClient,
-                                                               report: Any) -> None:
+def test_helm_upgrade_rolls_every_pod_without_a_failed_request(
+    release: Release, load_client: LoadClient, report: Any
+) -> None:
     release.helm("replicaCount=2")
     old_uids, old_hashes = _identity(release.wait_available(2))
     ip = release.cluster_ip()
     clock = Clock()
-    load_client.start(rest=f"{ip}:8501", grpc=f"{ip}:8500", rest_threads=4, grpc_threads=2, interval=0.02,
-                      max_seconds=600, max_requests=500000)
+    load_client.start(
+        rest=f"{ip}:8501",
+        grpc=f"{ip}:8500",
+        rest_threads=4,
+        grpc_threads=2,
+        interval=0.02,
+        max_seconds=600,
+        max_requests=500000,
+    )
     before = load_client.wait_served(50)
     report(f"t={clock()}s load running: {before['served']} served before the upgrade")
 
     release.helm("replicaCount=2", f"podAnnotations.it-rollout={secrets.token_hex(4)}")
-    release.kube.run("kubectl", "rollout", "status", "--namespace", release.namespace,
-                     f"deployment/{release.fullname}", "--timeout=400s", timeout=420)
+    release.kube.run(
+        "kubectl",
+        "rollout",
+        "status",
+        "--namespace",
+        release.namespace,
+        f"deployment/{release.fullname}",
+        "--timeout=400s",
+        timeout=420,
+    )
     rolled = clock()
 
     def only_new_pods() -> list[dict[str, Any]] | None:
@@ -69,11 +87,15 @@ def test_helm_upgrade_rolls_every_pod_without_a_failed_request(release: Release,
     assert not new_uids & old_uids, "a pod survived the upgrade"
     assert len(new_hashes) == 1, new_hashes
     assert not new_hashes & old_hashes, "no new ReplicaSet"
-    report(f"t={rolled}s rollout complete; t={gone}s old pods gone; pods {len(old_uids)} -> {len(new_uids)} "
-           f"new (ReplicaSet {sorted(old_hashes)} -> {sorted(new_hashes)})")
-    report(f"t={clock()}s load stopped after {summary['t']}s: served {summary['served']} "
-           f"(REST {summary['ok'].get('rest', 0)}, gRPC {summary['ok'].get('grpc', 0)}), "
-           f"failed {summary['failures']}, max latency {summary['max_latency_s']}s")
+    report(
+        f"t={rolled}s rollout complete; t={gone}s old pods gone; pods {len(old_uids)} -> {len(new_uids)} "
+        f"new (ReplicaSet {sorted(old_hashes)} -> {sorted(new_hashes)})"
+    )
+    report(
+        f"t={clock()}s load stopped after {summary['t']}s: served {summary['served']} "
+        f"(REST {summary['ok'].get('rest', 0)}, gRPC {summary['ok'].get('grpc', 0)}), "
+        f"failed {summary['failures']}, max latency {summary['max_latency_s']}s"
+    )
     assert after["failures"] == 0, after
     assert summary["failures"] == 0, summary
     assert code == 0, summary

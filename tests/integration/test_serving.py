@@ -37,9 +37,12 @@ def _predict_request() -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "linear"
     request.model_spec.signature_name = "serving_default"
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1),
-                                                   tensor_shape_pb2.TensorShapeProto.Dim(size=3)])
-    request.inputs["x"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=ROW))
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1), tensor_shape_pb2.TensorShapeProto.Dim(size=3)]
+    )
+    request.inputs["x"].CopyFrom(
+        tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=ROW)
+    )
     return request
 
 
@@ -62,23 +65,30 @@ def test_install_predict_over_rest_and_grpc_and_helm_test(release: Release, repo
         assert isinstance(rest_y[0], float)
 
         with grpc.insecure_channel(f"127.0.0.1:{ports[8500]}") as channel:
-            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=30
+            )
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             model_status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-                get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "linear"}), timeout=30)
+                get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "linear"}), timeout=30
+            )
             assert [s.state for s in model_status.model_version_status] == [
-                get_model_status_pb2.ModelVersionStatus.AVAILABLE]
-            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_predict_request(), timeout=30)
+                get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            ]
+            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                _predict_request(), timeout=30
+            )
             grpc_y = list(reply.outputs["y"].float_val)
             assert [d.size for d in reply.outputs["y"].tensor_shape.dim] == [1]
             assert reply.model_spec.name == "linear"
             assert reply.model_spec.version.value >= 1
     # Same model behind both protocols: the same answer (REST prints the float32 as a float).
     assert grpc_y == pytest.approx(rest_y, rel=1e-6)
-    report(f"predict {ROW} -> REST {rest_y[0]:.6f}, gRPC {grpc_y[0]:.6f} (version {reply.model_spec.version.value})")
+    report(
+        f"predict {ROW} -> REST {rest_y[0]:.6f}, gRPC {grpc_y[0]:.6f} (version {reply.model_spec.version.value})"
+    )
 
     logs = release.helm_test()
     assert "PASS POST /v1/models/linear:predict -> 200" in logs
     assert "helm test: all checks passed" in logs
     report("helm test: all checks passed")
-

@@ -50,8 +50,7 @@ def test_csv_with_named_columns(tmp_path: Path) -> None:
         ("", None, "empty file"),
     ],
 )
-def test_csv_errors_are_clear(tmp_path: Path, content: str, features: list[str] | None,
-                              message: str) -> None:
+def test_csv_errors_are_clear(tmp_path: Path, content: str, features: list[str] | None, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(DataError) as info:

@@ -77,8 +77,14 @@ def test_tampering_is_detected(tmp_path: Path, linear_run: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "model", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "model", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 @pytest.mark.slow
@@ -87,21 +93,49 @@ def test_cli_train_export_evaluate_with_plot(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     rows = rng.normal(size=(120, 2))
     price = rows @ np.array([2.0, -1.0]) + 0.5 + rng.normal(0, 0.01, 120)
-    csv.write_text("size,age,price\n" + "".join(f"{a},{b},{p}\n" for (a, b), p in zip(rows, price, strict=True)))
+    csv.write_text(
+        "size,age,price\n" + "".join(f"{a},{b},{p}\n" for (a, b), p in zip(rows, price, strict=True))
+    )
     run = tmp_path / "run"
-    done = _cli("train", "--run-dir", str(run), "--csv", str(csv), "--target", "price",
-                "--epochs", "30", "--no-progress")
+    done = _cli(
+        "train",
+        "--run-dir",
+        str(run),
+        "--csv",
+        str(csv),
+        "--target",
+        "price",
+        "--epochs",
+        "30",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "run.json").read_text())["feature_names"] == ["size", "age"]
     refused = _cli("export", "--run-dir", str(run), "--base-path", str(tmp_path / "m"), "--max-mse", "0")
     assert refused.returncode == 3
     assert "quality gate failed" in refused.stderr
-    done = _cli("export", "--run-dir", str(run), "--base-path", str(tmp_path / "m"), "--name", "house",
-                "--min-r2", "0.9")
+    done = _cli(
+        "export",
+        "--run-dir",
+        str(run),
+        "--base-path",
+        str(tmp_path / "m"),
+        "--name",
+        "house",
+        "--min-r2",
+        "0.9",
+    )
     assert done.returncode == 0, done.stderr
     plot = tmp_path / "fit.png"
-    done = _cli("evaluate", "--version-dir", str(tmp_path / "m" / "house" / "1"), "--csv",
-                str(run / "test.csv"), "--plot", str(plot))
+    done = _cli(
+        "evaluate",
+        "--version-dir",
+        str(tmp_path / "m" / "house" / "1"),
+        "--csv",
+        str(run / "test.csv"),
+        "--plot",
+        str(plot),
+    )
     assert done.returncode == 0, done.stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert '"r2": 0.9' in done.stderr

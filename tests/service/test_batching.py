@@ -23,13 +23,16 @@ from tests.fixtures import ServerProcess, export_slow
 
 
 def test_parse_tf_serving_batching_parameters() -> None:
-    p = BatchingParameters.parse("""
+    p = BatchingParameters.parse(
+        """
         max_batch_size { value: 128 }   # comment
         batch_timeout_micros { value: 500 }
         max_enqueued_batches { value: 7 }
         num_batch_threads { value: 3 }
         allowed_batch_sizes: 32 allowed_batch_sizes: 128
-        thread_pool_name { value: "batch_threads" }""", default_threads=2)
+        thread_pool_name { value: "batch_threads" }""",
+        default_threads=2,
+    )
     assert p == BatchingParameters(128, 500, 7, 3, (32, 128))
     assert BatchingParameters.parse("max_batch_size: 8", default_threads=5).num_batch_threads == 5
     with pytest.raises(InvalidArgument, match="last entry must match max_batch_size"):
@@ -39,8 +42,9 @@ def test_parse_tf_serving_batching_parameters() -> None:
 
 
 def _dataplane(base: Path, params: BatchingParameters | None, fast: bool) -> DataPlane:
-    repo = ModelRepository([ModelConfig("linear", base / "linear")], poll_seconds=-1, settle_seconds=0,
-                           fast_runtime=fast)
+    repo = ModelRepository(
+        [ModelConfig("linear", base / "linear")], poll_seconds=-1, settle_seconds=0, fast_runtime=fast
+    )
     repo.poll_once()
     return DataPlane(repo, batching=params)
 
@@ -51,8 +55,13 @@ def test_batched_results_equal_unbatched_for_mixed_sizes(model_base: Path, fast:
     requests = [rng.normal(size=(int(rng.integers(1, 6)), 3)).astype(np.float32) for _ in range(300)]
     sizes: list[int] = []
     plain = _dataplane(model_base, None, fast)
-    batched = _dataplane(model_base, BatchingParameters(max_batch_size=32, batch_timeout_micros=2000,
-                                                        max_enqueued_batches=100, num_batch_threads=2), fast)
+    batched = _dataplane(
+        model_base,
+        BatchingParameters(
+            max_batch_size=32, batch_timeout_micros=2000, max_enqueued_batches=100, num_batch_threads=2
+        ),
+        fast,
+    )
     batched._on_batch = sizes.append
 
     async def run_all(plane: DataPlane) -> list[np.ndarray]:
@@ -79,8 +88,9 @@ def test_queue_bound_refuses_instead_of_growing() -> None:
             await gate.wait()
             return {"y": inputs["x"][:, 0]}
 
-        batcher = Batcher(BatchingParameters(max_batch_size=4, max_enqueued_batches=2, num_batch_threads=1),
-                          execute)
+        batcher = Batcher(
+            BatchingParameters(max_batch_size=4, max_enqueued_batches=2, num_batch_threads=1), execute
+        )
         x = np.ones((1, 3), np.float32)
         tasks = [asyncio.ensure_future(batcher.submit({"x": x}, 1)) for _ in range(30)]
         await asyncio.sleep(0.05)
@@ -95,8 +105,9 @@ def test_queue_bound_refuses_instead_of_growing() -> None:
     assert queued <= 8, "never more than max_enqueued_batches x max_batch_size rows queued"
     assert refused > 0
     assert refused + served == 30
-    assert "queue to which this task was submitted is full" in str(Unavailable(
-        "The batch scheduling queue to which this task was submitted is full"))
+    assert "queue to which this task was submitted is full" in str(
+        Unavailable("The batch scheduling queue to which this task was submitted is full")
+    )
 
 
 def test_a_failing_request_fails_only_itself() -> None:
@@ -107,8 +118,9 @@ def test_a_failing_request_fails_only_itself() -> None:
                 raise InvalidArgument("negative input")
             return {"y": inputs["x"].sum(axis=1)}
 
-        batcher = Batcher(BatchingParameters(max_batch_size=16, batch_timeout_micros=20000,
-                                             num_batch_threads=1), execute)
+        batcher = Batcher(
+            BatchingParameters(max_batch_size=16, batch_timeout_micros=20000, num_batch_threads=1), execute
+        )
         xs = [np.full((1, 2), -1.0 if i == 3 else float(i), np.float32) for i in range(8)]
         return await asyncio.gather(*(batcher.submit({"x": x}, 1) for x in xs), return_exceptions=True)
 
@@ -133,12 +145,21 @@ def test_oversize_task_is_invalid_argument() -> None:
 def test_both_transports_share_batches_and_shutdown_loses_no_accepted_request(tmp_path: Path) -> None:
     export_slow(tmp_path)
     params = tmp_path / "batching.pbtxt"
-    params.write_text("max_batch_size { value: 16 } batch_timeout_micros { value: 50000 } "
-                      "max_enqueued_batches { value: 100 } num_batch_threads { value: 1 }")
-    server = ServerProcess([f"--model_base_path={tmp_path / 'slow'}", "--model_name=slow", "--enable_batching",
-                            f"--batching_parameters_file={params}", "--shutdown_timeout_seconds=30",
-                            "--shutdown_delay_seconds=1"],
-                           log=tmp_path / "server.log")
+    params.write_text(
+        "max_batch_size { value: 16 } batch_timeout_micros { value: 50000 } "
+        "max_enqueued_batches { value: 100 } num_batch_threads { value: 1 }"
+    )
+    server = ServerProcess(
+        [
+            f"--model_base_path={tmp_path / 'slow'}",
+            "--model_name=slow",
+            "--enable_batching",
+            f"--batching_parameters_file={params}",
+            "--shutdown_timeout_seconds=30",
+            "--shutdown_delay_seconds=1",
+        ],
+        log=tmp_path / "server.log",
+    )
     server.wait_ready()
     results: list[object] = []
     lock = threading.Lock()
@@ -175,8 +196,14 @@ def test_both_transports_share_batches_and_shutdown_loses_no_accepted_request(tm
     for t in wave():
         t.join()
     metrics = httpx.get(f"{server.url}/metrics").text
-    calls = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("modelship_batch_size_count")))
-    rows = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("modelship_batch_size_sum")))
+    calls = float(
+        next(
+            line.split()[-1] for line in metrics.splitlines() if line.startswith("modelship_batch_size_count")
+        )
+    )
+    rows = float(
+        next(line.split()[-1] for line in metrics.splitlines() if line.startswith("modelship_batch_size_sum"))
+    )
     assert rows == 24
     assert calls < 24, "concurrent requests must share model calls"
     # 2: SIGTERM while requests are queued: every accepted one is answered

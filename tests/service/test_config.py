@@ -40,9 +40,18 @@ def test_parse_tf_serving_config() -> None:
     [
         ("model_config_list { config { name: 'a' } }", "has no base_path"),
         ("model_config_list { config { base_path: '/x' } }", "has no name"),
-        ("model_config_list { config { name: 'a' base_path: '/x' } config { name: 'a' base_path: '/y' } }", "twice"),
-        ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'onnx' } }", "unsupported platform"),
-        ("model_config_list { config { name: 'a' base_path: '/x' version_labels { key: 'b@d' value: 1 } } }", "invalid label"),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' } config { name: 'a' base_path: '/y' } }",
+            "twice",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' model_platform: 'onnx' } }",
+            "unsupported platform",
+        ),
+        (
+            "model_config_list { config { name: 'a' base_path: '/x' version_labels { key: 'b@d' value: 1 } } }",
+            "invalid label",
+        ),
         ("model_config_list { confg { } }", "confg"),
         ("", "only model_config_list is supported"),
         ("model_config_list { }", "no models configured"),
@@ -56,8 +65,16 @@ def test_bad_config_is_rejected_with_a_clear_message(text: str, message: str) ->
 def test_tf_serving_flags_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MODEL_NAME", "linear")
     monkeypatch.setenv("MODEL_BASE_PATH", str(tmp_path))
-    s = parse_settings(["--port=9000", "--rest_api_port", "9001", "--enable_batching",
-                        "--verify_manifest=false", "--flush_filesystem_caches=true"])
+    s = parse_settings(
+        [
+            "--port=9000",
+            "--rest_api_port",
+            "9001",
+            "--enable_batching",
+            "--verify_manifest=false",
+            "--flush_filesystem_caches=true",
+        ]
+    )
     assert (s.port, s.rest_api_port, s.enable_batching, s.verify_manifest) == (9000, 9001, True, False)
     assert s.models()[0].base_path == tmp_path / "linear"
     s = parse_settings(["--model_name=m", "--model_base_path=/srv/m"])
@@ -87,7 +104,9 @@ def test_grpc_channel_arguments_parse_like_tf_serving() -> None:
     from service.grpc.server import parse_channel_arguments
 
     assert parse_channel_arguments("grpc.max_connection_age_ms=3000, grpc.lb_policy_name=round_robin") == [
-        ("grpc.max_connection_age_ms", 3000), ("grpc.lb_policy_name", "round_robin")]
+        ("grpc.max_connection_age_ms", 3000),
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
     assert parse_channel_arguments("") == []
     with pytest.raises(InvalidArgument, match="expected key=value"):
         parse_channel_arguments("grpc.max_connection_age_ms")
@@ -112,7 +131,9 @@ def test_a_blank_auth_token_variable_refuses_to_start(monkeypatch: pytest.Monkey
     assert Settings().auth_token_value() is None
 
 
-def test_the_project_tooling_variables_do_not_stop_a_server_from_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_project_tooling_variables_do_not_stop_a_server_from_starting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name in ("MODELSHIP_IMAGE", "MODELSHIP_HELM", "MODELSHIP_CACHE", "MODELSHIP_KUBECTL"):
         monkeypatch.setenv(name, "x")
     assert Settings().rest_api_port == 8501
@@ -123,7 +144,9 @@ def test_the_project_tooling_variables_do_not_stop_a_server_from_starting(monkey
 
 def test_every_modelship_variable_in_the_repository_is_a_setting_or_listed_as_tooling() -> None:
     """A new MODELSHIP_* name in a script would otherwise make the server refuse that shell's env."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     settings = {f"MODELSHIP_{name}".upper() for name in Settings.model_fields}
     typo_tests = {"MODELSHIP_REST_PORT", "MODELSHIP_RESTAPI_PORT"}  # the refusal tests' own typos
     unknown: dict[str, str] = {}

@@ -20,8 +20,11 @@ from service import fetch_model
 from service.fetch_model import FetchError, fetch, marker_path
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = {"saved_model.pb": b"\x08\x01fake-graph", "variables/variables.index": b"index",
-         "variables/variables.data-00000-of-00001": b"data" * 1000}
+FILES = {
+    "saved_model.pb": b"\x08\x01fake-graph",
+    "variables/variables.index": b"index",
+    "variables/variables.data-00000-of-00001": b"data" * 1000,
+}
 
 
 class _Server:
@@ -119,12 +122,24 @@ def test_cli_exit_codes_good_and_tampered(served: tuple[_Server, Path], tmp_path
     archive = _zip(FILES)
     (root / "m.zip").write_bytes(archive)
     cmd = [sys.executable, "-m", "service.fetch_model", "--url", f"{server.url}/m.zip", "--timeout", "5"]
-    good = subprocess.run([*cmd, "--sha256", _sha(archive), "--dest", str(tmp_path / "a" / "7")],
-                          check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    good = subprocess.run(
+        [*cmd, "--sha256", _sha(archive), "--dest", str(tmp_path / "a" / "7")],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert good.returncode == 0, good.stderr
     _assert_installed(tmp_path / "a" / "7", _sha(archive))
-    bad = subprocess.run([*cmd, "--sha256", _sha(archive + b"x"), "--dest", str(tmp_path / "b" / "7")],
-                         check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [*cmd, "--sha256", _sha(archive + b"x"), "--dest", str(tmp_path / "b" / "7")],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1
     assert "sha256 mismatch" in bad.stderr
     assert "refusing to extract" in bad.stderr
@@ -144,7 +159,8 @@ def test_rerun_with_same_digest_does_not_download_again(served: tuple[_Server, P
 
 
 def test_path_traversal_is_refused_even_with_matching_digest(
-        served: tuple[_Server, Path], tmp_path: Path) -> None:
+    served: tuple[_Server, Path], tmp_path: Path
+) -> None:
     server, root = served
     archive = _tar_gz({**FILES, "../escape.txt": b"x"})
     (root / "evil.tar.gz").write_bytes(archive)

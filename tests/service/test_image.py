@@ -45,8 +45,17 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 BUILD_SCRIPT = ROOT / "scripts" / "docker" / "build-image"
 UID = 10001
-LOCKED_DOWN = ["--read-only", "--tmpfs", "/tmp", "--user", str(UID), "--cap-drop", "ALL",
-               "--security-opt", "no-new-privileges"]
+LOCKED_DOWN = [
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--user",
+    str(UID),
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+]
 # Measured 1.24 GB (TensorFlow ~0.8 GB of it); the budget catches a lost trim or a fat context.
 SIZE_BUDGET = 1_400_000_000
 X = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.5, 0.25, 4.0], [10.0, -3.0, 0.5]], np.float32)
@@ -74,8 +83,9 @@ class Container:
 
     @classmethod
     def start(cls, image: str, *options: str) -> Container:
-        cid = docker("run", "-d", *LOCKED_DOWN, "-p", "127.0.0.1::8501", "-p", "127.0.0.1::8500",
-                     *options, image).stdout.strip()
+        cid = docker(
+            "run", "-d", *LOCKED_DOWN, "-p", "127.0.0.1::8501", "-p", "127.0.0.1::8500", *options, image
+        ).stdout.strip()
         return cls(cid, _published_port(cid, 8501), _published_port(cid, 8500))
 
     def state(self) -> dict[str, Any]:
@@ -93,7 +103,9 @@ class Container:
             if not self.state()["Running"]:
                 raise AssertionError(f"container exited ({self.state()['ExitCode']}):\n{self.logs()}")
 
-        if not wait_http_ready(f"{self.url}/v2/health/ready", timeout, alive, interval=0.25, request_timeout=2):
+        if not wait_http_ready(
+            f"{self.url}/v2/health/ready", timeout, alive, interval=0.25, request_timeout=2
+        ):
             raise AssertionError(f"not ready after {timeout}s:\n{self.logs()}")
 
     def remove(self) -> None:
@@ -177,11 +189,13 @@ def test_image_config_matches_the_contract(image: str) -> None:
 
 def test_runtime_stage_has_no_build_tools_or_pip(image: str) -> None:
     # The base image's own pip stays; the server's venv has none, and no compiler or binutils.
-    script = ("for t in gcc cc make strip ld as /opt/venv/bin/pip; do command -v $t && echo FOUND $t; done;"
-              " /opt/venv/bin/python -c 'import pip' 2>/dev/null && echo FOUND pip-module;"
-              " ls -d /opt/venv/lib/python3*/site-packages/tensorflow/include 2>/dev/null"
-              " && echo FOUND headers;"
-              " ls /models/linear")
+    script = (
+        "for t in gcc cc make strip ld as /opt/venv/bin/pip; do command -v $t && echo FOUND $t; done;"
+        " /opt/venv/bin/python -c 'import pip' 2>/dev/null && echo FOUND pip-module;"
+        " ls -d /opt/venv/lib/python3*/site-packages/tensorflow/include 2>/dev/null"
+        " && echo FOUND headers;"
+        " ls /models/linear"
+    )
     out = docker("run", "--rm", "--entrypoint", "/bin/sh", image, "-c", script).stdout
     assert "FOUND" not in out, out
     assert out.split() == ["1"]
@@ -252,8 +266,9 @@ def test_rest_predict_matches_the_savedmodel(server: Container, expected: np.nda
     assert got.shape == (len(X),)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     # The same through an explicit version.
-    resp = httpx.post(f"{server.url}/v1/models/linear/versions/1:predict",
-                      json={"instances": X[:1].tolist()}, timeout=10)
+    resp = httpx.post(
+        f"{server.url}/v1/models/linear/versions/1:predict", json={"instances": X[:1].tolist()}, timeout=10
+    )
     assert resp.status_code == 200, resp.text
     np.testing.assert_allclose(resp.json()["predictions"], expected[:1], rtol=1e-6, atol=1e-6)
 
@@ -264,8 +279,9 @@ def test_grpc_predict_matches_the_savedmodel(server: Container, expected: np.nda
             grpc.channel_ready_future(channel).result(timeout=10)
         except grpc.FutureTimeoutError:
             pytest.fail(f"gRPC port 8500 of the container does not answer:\n{server.logs()}")
-        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                           timeout=10)
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 
         request = predict_pb2.PredictRequest()
@@ -281,18 +297,21 @@ def test_grpc_predict_matches_the_savedmodel(server: Container, expected: np.nda
         status_req.model_spec.name = "linear"
         status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_req, timeout=10)
         assert [(s.version, s.state) for s in status.model_version_status] == [
-            (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+            (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+        ]
 
 
-def test_model_base_path_from_a_volume(image: str, baked_model: Path, expected: np.ndarray,
-                                       tmp_path: Path) -> None:
+def test_model_base_path_from_a_volume(
+    image: str, baked_model: Path, expected: np.ndarray, tmp_path: Path
+) -> None:
     """MODEL_BASE_PATH/MODEL_NAME select a mounted model instead of the baked one."""
     base = tmp_path / "srv"
     shutil.copytree(baked_model, base / "other" / "7")
     for p in [base, *base.rglob("*")]:  # readable by UID 10001 (pytest's tmp dirs are 0700)
         p.chmod(0o755 if p.is_dir() else 0o644)
-    container = Container.start(image, "-v", f"{base}:/srv/models:ro",
-                                "-e", "MODEL_BASE_PATH=/srv/models", "-e", "MODEL_NAME=other")
+    container = Container.start(
+        image, "-v", f"{base}:/srv/models:ro", "-e", "MODEL_BASE_PATH=/srv/models", "-e", "MODEL_NAME=other"
+    )
     try:
         container.wait_ready()
         status = httpx.get(f"{container.url}/v1/models/other", timeout=5).json()["model_version_status"]
@@ -331,7 +350,7 @@ def _slow_predict(port: int, rows: int, chunks: int, pause: float) -> Outcome:
         step = math.ceil(len(body) / chunks)
         for i in range(0, len(body), step):
             time.sleep(pause)
-            conn.send(body[i:i + step])
+            conn.send(body[i : i + step])
         resp = conn.getresponse()
         payload = resp.read()
         n = len(json.loads(payload).get("predictions", [])) if resp.status == 200 else 0
@@ -345,8 +364,13 @@ def _slow_predict(port: int, rows: int, chunks: int, pause: float) -> Outcome:
 @pytest.mark.parametrize("delay", [0, 2], ids=["no-delay", "shutdown-delay-2s"])
 def test_docker_stop_drains_in_flight_requests(image: str, delay: int) -> None:
     timeout = 20  # MODELSHIP_SHUTDOWN_TIMEOUT_SECONDS
-    container = Container.start(image, "-e", f"MODELSHIP_SHUTDOWN_TIMEOUT_SECONDS={timeout}",
-                                "-e", f"MODELSHIP_SHUTDOWN_DELAY_SECONDS={delay}")
+    container = Container.start(
+        image,
+        "-e",
+        f"MODELSHIP_SHUTDOWN_TIMEOUT_SECONDS={timeout}",
+        "-e",
+        f"MODELSHIP_SHUTDOWN_DELAY_SECONDS={delay}",
+    )
     try:
         container.wait_ready()
         outcomes: list[Outcome] = []
@@ -371,8 +395,9 @@ def test_docker_stop_drains_in_flight_requests(image: str, delay: int) -> None:
 
         def stop() -> None:
             start = time.monotonic()
-            stop_result["proc"] = docker("stop", "-t", str(timeout + delay + 20), container.id,
-                                         check=False, timeout=120)
+            stop_result["proc"] = docker(
+                "stop", "-t", str(timeout + delay + 20), container.id, check=False, timeout=120
+            )
             stop_result["seconds"] = time.monotonic() - start
 
         t_term = time.monotonic()

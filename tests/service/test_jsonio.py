@@ -18,14 +18,16 @@ from service.errors import InvalidArgument, ServingError
 from service.rest import codec
 
 
-@pytest.mark.parametrize("body", [b"[1e400]", b'{"instances": [[-1E+309, 1, 2]]}', b"[1" + b"0" * 400 + b".0]"])
+@pytest.mark.parametrize(
+    "body", [b"[1e400]", b'{"instances": [[-1E+309, 1, 2]]}', b"[1" + b"0" * 400 + b".0]"]
+)
 def test_a_number_too_big_for_a_double_is_a_parse_error(body: bytes) -> None:
     with pytest.raises(InvalidArgument, match="Number too big to be stored in double"):
         jsonio.loads(body)
 
 
 def test_nan_and_infinity_tokens_and_tiny_numbers_still_parse() -> None:
-    doc = jsonio.loads(b'[NaN, Infinity, -Infinity, 1e-400]')
+    doc = jsonio.loads(b"[NaN, Infinity, -Infinity, 1e-400]")
     assert np.isnan(doc[0])
     assert doc[1:] == [np.inf, -np.inf, 0.0]
 
@@ -84,9 +86,14 @@ def test_parse_cost_bounds_hostile_shapes(shape: str, count: int) -> None:
 
 
 json_docs = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=40) | st.dictionaries(st.text(max_size=6), children, max_size=8),
+    lambda children: (
+        st.lists(children, max_size=40) | st.dictionaries(st.text(max_size=6), children, max_size=8)
+    ),
     max_leaves=400,
 )
 

@@ -54,10 +54,15 @@ def _files(root: Path, files: dict[str, str]) -> None:
 
 
 def test_cgroup_v1_limits_of_the_group_and_its_parents(tmp_path: Path) -> None:
-    _files(tmp_path, {"proc": "4:memory:/kubepods/pod1/c1\n3:cpu:/x\n0::/\n",
-                      "cg/memory/kubepods/pod1/c1/memory.limit_in_bytes": "2147483648\n",
-                      "cg/memory/kubepods/memory.limit_in_bytes": "9223372036854771712\n",
-                      "cg/memory/memory.limit_in_bytes": "9223372036854771712\n"})
+    _files(
+        tmp_path,
+        {
+            "proc": "4:memory:/kubepods/pod1/c1\n3:cpu:/x\n0::/\n",
+            "cg/memory/kubepods/pod1/c1/memory.limit_in_bytes": "2147483648\n",
+            "cg/memory/kubepods/memory.limit_in_bytes": "9223372036854771712\n",
+            "cg/memory/memory.limit_in_bytes": "9223372036854771712\n",
+        },
+    )
     assert cgroup_limits(tmp_path / "proc", tmp_path / "cg") == [2147483648]
 
 
@@ -68,29 +73,41 @@ def test_cgroup_inside_a_container_falls_back_to_its_own_root(tmp_path: Path) ->
 
 
 def test_cgroup_v2_max_and_numbers(tmp_path: Path) -> None:
-    _files(tmp_path, {"proc": "0::/kubepods.slice/pod.scope\n",
-                      "cg/kubepods.slice/pod.scope/memory.max": "1073741824\n",
-                      "cg/kubepods.slice/memory.max": "max\n"})
+    _files(
+        tmp_path,
+        {
+            "proc": "0::/kubepods.slice/pod.scope\n",
+            "cg/kubepods.slice/pod.scope/memory.max": "1073741824\n",
+            "cg/kubepods.slice/memory.max": "max\n",
+        },
+    )
     assert cgroup_limits(tmp_path / "proc", tmp_path / "cg") == [1073741824]
     assert cgroup_limits(tmp_path / "missing", tmp_path / "cg") == []
 
 
 def _tensor(shape: list[int], content: bytes = b"") -> tensor_pb2.TensorProto:
     return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, tensor_content=content,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d)
-                                                            for d in shape]))
+        dtype=types_pb2.DT_FLOAT,
+        tensor_content=content,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+        ),
+    )
 
 
 @pytest.mark.slow
 def test_a_flood_of_large_and_hostile_requests_under_a_2gib_limit_is_refused_never_oom_killed(
-        tmp_path: Path, model_base: Path) -> None:
+    tmp_path: Path, model_base: Path
+) -> None:
     """The chart's default limit (2 GiB): large bodies, JSON bombs and huge claimed shapes at once."""
     large = json.dumps({"instances": [[1.2345, 2.5, -3.25]] * 2_000_000}).encode()  # ~38 MB < 64 MB limit
     bomb = b'{"instances": [' + b",".join([b"[]"] * (13 << 20)) + b"]}"  # ~40 MB of empty lists
     with memory_cgroup(2 << 30) as group:
-        server = ServerProcess([f"--model_base_path={model_base / 'linear'}", "--model_name=linear"],
-                               log=tmp_path / "server.log", prefix=group.prefix)
+        server = ServerProcess(
+            [f"--model_base_path={model_base / 'linear'}", "--model_name=linear"],
+            log=tmp_path / "server.log",
+            prefix=group.prefix,
+        )
         try:
             server.wait_ready(120)
 
@@ -108,8 +125,11 @@ def test_a_flood_of_large_and_hostile_requests_under_a_2gib_limit_is_refused_nev
                     req = predict_pb2.PredictRequest()
                     req.model_spec.name = "linear"
                     # a 40-byte claim of 10^12 floats, or 40 MB of real ones
-                    req.inputs["x"].CopyFrom(_tensor([10**6, 10**6]) if kind else
-                                             _tensor([3_333_333, 3], np.ones(9_999_999, np.float32).tobytes()))
+                    req.inputs["x"].CopyFrom(
+                        _tensor([10**6, 10**6])
+                        if kind
+                        else _tensor([3_333_333, 3], np.ones(9_999_999, np.float32).tobytes())
+                    )
                     try:
                         stub.Predict(req, timeout=120)
                         return "OK"
@@ -118,9 +138,11 @@ def test_a_flood_of_large_and_hostile_requests_under_a_2gib_limit_is_refused_nev
 
             started = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                kinds = {"large": [pool.submit(post, large) for _ in range(12)],
-                         "bomb": [pool.submit(post, bomb) for _ in range(4)],
-                         "claim": [pool.submit(claim, i % 2) for i in range(8)]}
+                kinds = {
+                    "large": [pool.submit(post, large) for _ in range(12)],
+                    "bomb": [pool.submit(post, bomb) for _ in range(4)],
+                    "claim": [pool.submit(claim, i % 2) for i in range(8)],
+                }
                 answers = {kind: [f.result() for f in futures] for kind, futures in kinds.items()}
             elapsed = time.monotonic() - started
             print(f"flood answered in {elapsed:.1f}s: {answers}; cgroup peak {group.peak_bytes() >> 20} MiB")

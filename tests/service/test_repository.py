@@ -19,8 +19,9 @@ from service.repository import ModelRepository, State
 from service.repository import loader as loader_module
 
 
-def _repo(base: Path, policy: VersionPolicy | None = None, labels: dict[str, int] | None = None,
-          settle: float = 0) -> ModelRepository:
+def _repo(
+    base: Path, policy: VersionPolicy | None = None, labels: dict[str, int] | None = None, settle: float = 0
+) -> ModelRepository:
     config = ModelConfig("linear", base / "linear", policy or VersionPolicy(), labels or {})
     return ModelRepository([config], poll_seconds=-1, settle_seconds=settle)
 
@@ -159,8 +160,11 @@ def test_background_polling_picks_up_a_new_version(fresh_base: Path, linear_run:
         repo.stop()
 
 
-def _counting_loads(monkeypatch: pytest.MonkeyPatch, gate: threading.Event | None = None,
-                    loading: threading.Event | None = None) -> list[int]:
+def _counting_loads(
+    monkeypatch: pytest.MonkeyPatch,
+    gate: threading.Event | None = None,
+    loading: threading.Event | None = None,
+) -> list[int]:
     """Record every load (and optionally hold each one until ``gate`` is set)."""
     loads: list[int] = []
     real = loader_module.load
@@ -184,7 +188,8 @@ def _available_means_servable(repo: ModelRepository, name: str) -> None:
 
 
 def test_reconfigure_while_a_version_loads_never_leaves_it_available_but_unservable(
-        fresh_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate, loading = threading.Event(), threading.Event()
     loads = _counting_loads(monkeypatch, gate, loading)
     config = ModelConfig("linear", fresh_base / "linear")
@@ -207,8 +212,9 @@ def test_reconfigure_while_a_version_loads_never_leaves_it_available_but_unserva
         repo.stop()
 
 
-def test_reconfiguring_in_a_loop_while_versions_appear(fresh_base: Path, linear_run: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reconfiguring_in_a_loop_while_versions_appear(
+    fresh_base: Path, linear_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loads = _counting_loads(monkeypatch)
     config = ModelConfig("linear", fresh_base / "linear", VersionPolicy("all"))
     repo = ModelRepository([config], poll_seconds=0.02, settle_seconds=0, enable_warmup=False)

@@ -73,9 +73,17 @@ class Load:
             t.join()
 
 
-def test_hot_reload_under_load_and_tampered_version(tmp_path: Path, fresh_base: Path, linear_run: Path) -> None:
-    server = ServerProcess([f"--model_base_path={fresh_base / 'linear'}", "--model_name=linear",
-                            "--file_system_poll_wait_seconds=0.2"], log=tmp_path / "server.log")
+def test_hot_reload_under_load_and_tampered_version(
+    tmp_path: Path, fresh_base: Path, linear_run: Path
+) -> None:
+    server = ServerProcess(
+        [
+            f"--model_base_path={fresh_base / 'linear'}",
+            "--model_name=linear",
+            "--file_system_poll_wait_seconds=0.2",
+        ],
+        log=tmp_path / "server.log",
+    )
     try:
         server.wait_ready()
         with Load(server.url) as load:
@@ -106,12 +114,21 @@ def test_hot_reload_under_load_and_tampered_version(tmp_path: Path, fresh_base: 
 
 def test_sigterm_turns_unready_and_drains_in_flight_requests(tmp_path: Path) -> None:
     export_slow(tmp_path)
-    server = ServerProcess([f"--model_base_path={tmp_path / 'slow'}", "--model_name=slow",
-                            "--shutdown_delay_seconds=1", "--shutdown_timeout_seconds=20"],
-                           log=tmp_path / "server.log")
+    server = ServerProcess(
+        [
+            f"--model_base_path={tmp_path / 'slow'}",
+            "--model_name=slow",
+            "--shutdown_delay_seconds=1",
+            "--shutdown_timeout_seconds=20",
+        ],
+        log=tmp_path / "server.log",
+    )
     server.wait_ready()
     started = time.monotonic()
-    assert httpx.post(f"{server.url}/v1/models/slow:predict", json={"instances": [5]}, timeout=30).status_code == 200
+    assert (
+        httpx.post(f"{server.url}/v1/models/slow:predict", json={"instances": [5]}, timeout=30).status_code
+        == 200
+    )
     results: list[int | str] = []
 
     def slow_call() -> None:
@@ -143,9 +160,12 @@ def test_sigterm_turns_unready_and_drains_in_flight_requests(tmp_path: Path) -> 
 
 def test_shutdown_is_bounded_when_requests_overrun(tmp_path: Path) -> None:
     export_slow(tmp_path)
-    server = ServerProcess([f"--model_base_path={tmp_path / 'slow'}", "--model_name=slow",
-                            "--shutdown_timeout_seconds=1"], log=tmp_path / "server.log")
+    server = ServerProcess(
+        [f"--model_base_path={tmp_path / 'slow'}", "--model_name=slow", "--shutdown_timeout_seconds=1"],
+        log=tmp_path / "server.log",
+    )
     server.wait_ready()
+
     def endless_call() -> None:
         with contextlib.suppress(httpx.HTTPError):  # cut off by the bounded shutdown: expected
             httpx.post(f"{server.url}/v1/models/slow:predict", json={"instances": [200000]}, timeout=120)
@@ -162,8 +182,13 @@ def test_shutdown_is_bounded_when_requests_overrun(tmp_path: Path) -> None:
 def test_invalid_configuration_exits_with_a_message(tmp_path: Path) -> None:
     bad = tmp_path / "models.config"
     bad.write_text("model_config_list { config { name: 'x' } }")
-    done = subprocess.run([sys.executable, "-m", "service", f"--model_config_file={bad}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", f"--model_config_file={bad}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "has no base_path" in done.stderr
     assert "Traceback" not in done.stderr
@@ -173,10 +198,13 @@ def test_auth_token_file_and_config_file(tmp_path: Path, fresh_base: Path) -> No
     token = tmp_path / "token"
     token.write_text("t0ken\n")
     cfg = tmp_path / "models.config"
-    cfg.write_text(f"model_config_list {{ config {{ name: 'linear' base_path: '{fresh_base / 'linear'}' "
-                   "version_labels { key: 'stable' value: 1 } } }")
-    server = ServerProcess([f"--model_config_file={cfg}", f"--auth_token_file={token}"],
-                           log=tmp_path / "server.log")
+    cfg.write_text(
+        f"model_config_list {{ config {{ name: 'linear' base_path: '{fresh_base / 'linear'}' "
+        "version_labels { key: 'stable' value: 1 } } }"
+    )
+    server = ServerProcess(
+        [f"--model_config_file={cfg}", f"--auth_token_file={token}"], log=tmp_path / "server.log"
+    )
     try:
         server.wait_ready()
         url = f"{server.url}/v1/models/linear/labels/stable:predict"
@@ -188,23 +216,46 @@ def test_auth_token_file_and_config_file(tmp_path: Path, fresh_base: Path) -> No
         assert server.terminate() == 0
 
 
-@pytest.mark.parametrize(("args", "env"), [(["--auth_token_file={token}"], {}), ([], {"MODELSHIP_AUTH_TOKEN": ""})])
-def test_a_blank_auth_token_refuses_to_start_the_server(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "env"), [(["--auth_token_file={token}"], {}), ([], {"MODELSHIP_AUTH_TOKEN": ""})]
+)
+def test_a_blank_auth_token_refuses_to_start_the_server(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
     token = tmp_path / "token"
     token.write_text("\n")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIP_")}
-    done = subprocess.run([sys.executable, "-m", "service", "--model_base_path=/nonexistent",
-                           *(a.format(token=token) for a in args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**full_env, **env})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "--model_base_path=/nonexistent",
+            *(a.format(token=token) for a in args),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**full_env, **env},
+    )
     assert done.returncode == 2, done.stderr
     assert "is empty: refusing to start an unauthenticated server" in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_a_shell_that_ran_the_project_scripts_can_still_start_a_server(tmp_path: Path, fresh_base: Path) -> None:
-    server = ServerProcess([f"--model_base_path={fresh_base / 'linear'}", "--model_name=linear"],
-                           env={"MODELSHIP_IMAGE": "modelship:0.1.0", "MODELSHIP_HELM": "/usr/bin/helm",
-                                "MODELSHIP_CACHE": str(tmp_path)}, log=tmp_path / "server.log")
+def test_a_shell_that_ran_the_project_scripts_can_still_start_a_server(
+    tmp_path: Path, fresh_base: Path
+) -> None:
+    server = ServerProcess(
+        [f"--model_base_path={fresh_base / 'linear'}", "--model_name=linear"],
+        env={
+            "MODELSHIP_IMAGE": "modelship:0.1.0",
+            "MODELSHIP_HELM": "/usr/bin/helm",
+            "MODELSHIP_CACHE": str(tmp_path),
+        },
+        log=tmp_path / "server.log",
+    )
     try:
         server.wait_ready()
     finally:

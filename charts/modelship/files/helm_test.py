@@ -88,8 +88,10 @@ def predict() -> None:
     status, out = call("POST", f"/v1/models/{MODEL}:predict", BODY.encode())
     check(status == 200, f"POST /v1/models/{MODEL}:predict -> {status} {out}")
     preds = out.get("predictions") if isinstance(out, dict) else None
-    check(isinstance(preds, list) and len(preds) == len(instances),
-          f"{len(instances)} instance(s) -> predictions {preds}")
+    check(
+        isinstance(preds, list) and len(preds) == len(instances),
+        f"{len(instances)} instance(s) -> predictions {preds}",
+    )
 
 
 def model_status() -> None:

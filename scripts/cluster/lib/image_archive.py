@@ -99,9 +99,7 @@ def image_config(diff_id: str, entrypoint: list[str], cmd: list[str], env: list[
     return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
 
 
-def write_archive(
-    out: Path, name: str, entries: list[Entry], entrypoint: list[str], cmd: list[str]
-) -> str:
+def write_archive(out: Path, name: str, entries: list[Entry], entrypoint: list[str], cmd: list[str]) -> str:
     """Write the docker-archive tar to `out` and return the image config digest."""
     layer = layer_tar(entries)
     diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
@@ -131,11 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="image reference, e.g. registry.k8s.io/pause:3.10")
     parser.add_argument("--out", required=True, type=Path, help="tar file to write")
     parser.add_argument(
-        "--file", dest="files", action="append", default=[], type=_parse_file,
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        type=_parse_file,
         help="SRC:/DEST copy a host file into the image (mode 0755); repeatable",
     )
     parser.add_argument(
-        "--symlink", dest="links", action="append", default=[], type=_parse_link,
+        "--symlink",
+        dest="links",
+        action="append",
+        default=[],
+        type=_parse_link,
         help="/PATH:TARGET add a symlink; repeatable",
     )
     parser.add_argument("--entrypoint", action="append", default=[], help="entrypoint argv word; repeatable")

@@ -40,7 +40,10 @@ class Cluster:
         """Run kubectl against the cluster and return its stdout."""
         proc = subprocess.run(
             [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
@@ -56,9 +59,7 @@ def cluster() -> Cluster:
     """Run scripts/cluster/up and return the cluster it reports."""
     if os.geteuid() != 0:
         pytest.fail("scripts/cluster/up needs root (it creates interfaces and iptables rules)")
-    proc = subprocess.run(
-        [str(SCRIPTS / "up")], capture_output=True, text=True, timeout=3600, check=False
-    )
+    proc = subprocess.run([str(SCRIPTS / "up")], capture_output=True, text=True, timeout=3600, check=False)
     assert proc.returncode == 0, f"scripts/cluster/up failed:\n{proc.stderr[-4000:]}"
     env = _exports(proc.stdout)
     paths = dict(
@@ -150,7 +151,11 @@ def _pod_manifest(namespace: str, image: str, token: str) -> dict[str, object]:
 def _apply(cluster: Cluster, manifest: dict[str, object]) -> None:
     proc = subprocess.run(
         [cluster.kubectl, "--kubeconfig", cluster.kubeconfig, "apply", "-f", "-"],
-        input=json.dumps(manifest), capture_output=True, text=True, timeout=60, check=False,
+        input=json.dumps(manifest),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -158,9 +163,21 @@ def _apply(cluster: Cluster, manifest: dict[str, object]) -> None:
 def _port_forward_get(cluster: Cluster, namespace: str, target: str) -> str:
     """GET / through `kubectl port-forward TARGET :80` on 127.0.0.1 and return the body."""
     with subprocess.Popen(
-        [cluster.kubectl, "--kubeconfig", cluster.kubeconfig, "-n", namespace,
-         "port-forward", "--address", "127.0.0.1", target, ":80"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            cluster.kubectl,
+            "--kubeconfig",
+            cluster.kubeconfig,
+            "-n",
+            namespace,
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            target,
+            ":80",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as pf:
         try:
             assert pf.stdout is not None

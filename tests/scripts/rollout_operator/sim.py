@@ -41,7 +41,12 @@ def spec_dict(**overrides: Any) -> dict[str, Any]:
         "strategy": {
             "type": "canary",
             "canary": {
-                "steps": [{"setWeight": 25}, {"pause": {"duration": "60s"}}, {"setWeight": 50}, {"pause": {}}],
+                "steps": [
+                    {"setWeight": 25},
+                    {"pause": {"duration": "60s"}},
+                    {"setWeight": 50},
+                    {"pause": {}},
+                ],
             },
         },
         "analysis": {
@@ -69,8 +74,13 @@ def mk_spec(**overrides: Any) -> RolloutSpec:
 
 
 def result(phase: str, message: str = "") -> Measurement:
-    return Measurement(kind="result", phase=phase, message=message or phase.lower(),  # type: ignore[arg-type]
-                       metrics=({"name": "errorRatio", "phase": phase, "value": 0.0},), baseline={"pods": {}})
+    return Measurement(
+        kind="result",
+        phase=phase,
+        message=message or phase.lower(),  # type: ignore[arg-type]
+        metrics=({"name": "errorRatio", "phase": phase, "value": 0.0},),
+        baseline={"pods": {}},
+    )
 
 
 @dataclass
@@ -85,9 +95,17 @@ class SimPod:
     def view(self, gated: bool) -> PodView:
         containers_ready = self.age >= 1 and not self.terminating
         ready = containers_ready and (self.gate_open or not (self.canary and gated))
-        return PodView(name=self.name, uid=self.name, ip="10.0.0.1", revision=self.revision,
-                       containers_ready=containers_ready, gate_open=self.gate_open, ready=ready,
-                       terminating=bool(self.terminating), canary=self.canary)
+        return PodView(
+            name=self.name,
+            uid=self.name,
+            ip="10.0.0.1",
+            revision=self.revision,
+            containers_ready=containers_ready,
+            gate_open=self.gate_open,
+            ready=ready,
+            terminating=bool(self.terminating),
+            canary=self.canary,
+        )
 
 
 @dataclass
@@ -113,24 +131,38 @@ class World:
     _names: Any = field(default_factory=lambda: itertools.count())
 
     def __post_init__(self) -> None:
-        self.pods = [SimPod(f"stable-{next(self._names)}", self.stable_revision, False, age=5)
-                     for _ in range(self.replicas)]
+        self.pods = [
+            SimPod(f"stable-{next(self._names)}", self.stable_revision, False, age=5)
+            for _ in range(self.replicas)
+        ]
 
     @property
     def gated(self) -> bool:
         return bool(self.spec.get("strategy", {}).get("canary", {}).get("trafficGate", True))
 
-    def observations(self, verifications: dict[str, Verification] | None = None,
-                     measurement: Measurement | None = None) -> Observations:
-        target = TargetView(name="prod-modelship", replicas=self.replicas,
-                            available_replicas=sum(1 for p in self.pods if not p.canary and p.age >= 1),
-                            template_revision=self.stable_revision, template_version=self.stable_version,
-                            template_source=self.stable_source, rollout_complete=self.rolling == 0)
+    def observations(
+        self, verifications: dict[str, Verification] | None = None, measurement: Measurement | None = None
+    ) -> Observations:
+        target = TargetView(
+            name="prod-modelship",
+            replicas=self.replicas,
+            available_replicas=sum(1 for p in self.pods if not p.canary and p.age >= 1),
+            template_revision=self.stable_revision,
+            template_version=self.stable_version,
+            template_source=self.stable_source,
+            rollout_complete=self.rolling == 0,
+        )
         canary = None if self.canary is None else CanaryView(replicas=self.canary[0], revision=self.canary[1])
-        return Observations(generation=int(self.spec.get("_generation", 1)), annotations=dict(self.annotations),
-                            target=target, canary=canary, pods=tuple(p.view(self.gated) for p in self.pods),
-                            verifications=verifications or {}, measurement=measurement,
-                            stable_served_version="1")
+        return Observations(
+            generation=int(self.spec.get("_generation", 1)),
+            annotations=dict(self.annotations),
+            target=target,
+            canary=canary,
+            pods=tuple(p.view(self.gated) for p in self.pods),
+            verifications=verifications or {},
+            measurement=measurement,
+            stable_served_version="1",
+        )
 
     def reconcile(self) -> act.Decision:
         spec = parse_spec({k: v for k, v in self.spec.items() if not k.startswith("_")})
@@ -156,10 +188,12 @@ class World:
                     for p in self.pods:
                         if p.canary and not p.terminating:
                             p.terminating = 1
-                live = [p for p in self.pods if p.canary and not p.terminating and p.revision == action.revision]
+                live = [
+                    p for p in self.pods if p.canary and not p.terminating and p.revision == action.revision
+                ]
                 for _ in range(action.replicas - len(live)):
                     self.pods.append(SimPod(f"canary-{next(self._names)}", action.revision, True))
-                for p in live[action.replicas:]:
+                for p in live[action.replicas :]:
                     p.terminating = 1
             elif isinstance(action, act.DeleteCanary):
                 self.canary = None
@@ -212,11 +246,15 @@ class World:
             if d.status.phase in phases:
                 return d
             d = self.tick(seconds)
-        raise AssertionError(f"not in {phases} after {max_ticks} ticks: {self.status.get('phase')} "
-                             f"{self.status.get('message')}")
+        raise AssertionError(
+            f"not in {phases} after {max_ticks} ticks: {self.status.get('phase')} "
+            f"{self.status.get('message')}"
+        )
 
     def command(self, name: str, token: str) -> None:
-        self.annotations[{"promote": ANN_PROMOTE, "promoteFull": ANN_PROMOTE_FULL, "retry": ANN_RETRY}[name]] = token
+        self.annotations[
+            {"promote": ANN_PROMOTE, "promoteFull": ANN_PROMOTE_FULL, "retry": ANN_RETRY}[name]
+        ] = token
 
     def reasons(self) -> list[str]:
         return [e.reason for e in self.events]

@@ -30,9 +30,12 @@ def server_metrics(requests: list[tuple[str, str, Code, float]], model: str = "l
 
 
 def test_snapshot_of_a_real_server() -> None:
-    text = server_metrics([("predict", "rest", Code.OK, 0.003)] * 8 + [("predict", "grpc", Code.INTERNAL, 0.2)]
-                          + [("predict", "rest", Code.INVALID_ARGUMENT, 0.001)]
-                          + [("classify", "rest", Code.UNAUTHENTICATED, 0.001)])
+    text = server_metrics(
+        [("predict", "rest", Code.OK, 0.003)] * 8
+        + [("predict", "grpc", Code.INTERNAL, 0.2)]
+        + [("predict", "rest", Code.INVALID_ARGUMENT, 0.001)]
+        + [("classify", "rest", Code.UNAUTHENTICATED, 0.001)]
+    )
     snap = parse_pod_metrics(text, "linear", DEFAULT_NON_ERROR_CODES)
     assert snap["requests"] == 11
     assert snap["errors"] == 2  # INTERNAL and INVALID_ARGUMENT; UNAUTHENTICATED is the client's
@@ -65,25 +68,34 @@ def test_delta_handles_new_pods_and_counter_resets() -> None:
     assert dict(d.buckets)[INF] == 42
 
 
-@pytest.mark.parametrize(("q", "buckets", "want"), [
-    (0.5, [(0.1, 50), (0.2, 100), (INF, 100)], 0.1),
-    (0.99, [(0.1, 50), (0.2, 100), (INF, 100)], 0.198),
-    (0.5, [(1.0, 0), (2.0, 10), (INF, 10)], 1.5),
-    (0.99, [(0.1, 0), (INF, 10)], 0.1),  # lands in +Inf: the highest finite bound
-    (0.5, [(INF, 10)], math.nan),
-    (0.5, [(0.1, 0), (INF, 0)], math.nan),
-    (0.5, [], math.nan),
-    (0.5, [(0.1, 5)], math.nan),  # no +Inf bucket
-    (0.5, [(0.0, 10), (INF, 10)], 0.0),
-])
-def test_histogram_quantile_matches_prometheus(q: float, buckets: list[tuple[float, float]], want: float) -> None:
+@pytest.mark.parametrize(
+    ("q", "buckets", "want"),
+    [
+        (0.5, [(0.1, 50), (0.2, 100), (INF, 100)], 0.1),
+        (0.99, [(0.1, 50), (0.2, 100), (INF, 100)], 0.198),
+        (0.5, [(1.0, 0), (2.0, 10), (INF, 10)], 1.5),
+        (0.99, [(0.1, 0), (INF, 10)], 0.1),  # lands in +Inf: the highest finite bound
+        (0.5, [(INF, 10)], math.nan),
+        (0.5, [(0.1, 0), (INF, 0)], math.nan),
+        (0.5, [], math.nan),
+        (0.5, [(0.1, 5)], math.nan),  # no +Inf bucket
+        (0.5, [(0.0, 10), (INF, 10)], 0.0),
+    ],
+)
+def test_histogram_quantile_matches_prometheus(
+    q: float, buckets: list[tuple[float, float]], want: float
+) -> None:
     got = histogram_quantile(q, buckets)
     assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want)
 
 
 def analysis(**overrides: object) -> object:
-    base: dict[str, object] = {"interval": "30s", "minRequests": 10, "errorRatio": {"max": 0.05},
-                               "latencyP99": {"maxSeconds": 0.5, "maxRatioToStable": 2}}
+    base: dict[str, object] = {
+        "interval": "30s",
+        "minRequests": 10,
+        "errorRatio": {"max": 0.05},
+        "latencyP99": {"maxSeconds": 0.5, "maxRatioToStable": 2},
+    }
     base.update(overrides)
     spec = parse_spec(spec_dict(analysis=base)).analysis
     assert spec is not None
@@ -117,7 +129,11 @@ def test_error_ratio_over_the_limit_fails() -> None:
 def test_too_few_requests_is_inconclusive_not_a_pass() -> None:
     m = evaluate(analysis(), track(3, 3, 9.0), track(100), None)  # type: ignore[arg-type]
     assert m.phase == "Inconclusive"
-    assert phases(m) == {"requests": "Inconclusive", "errorRatio": "Inconclusive", "latencyP99": "Inconclusive"}
+    assert phases(m) == {
+        "requests": "Inconclusive",
+        "errorRatio": "Inconclusive",
+        "latencyP99": "Inconclusive",
+    }
     assert "only 3 canary requests" in m.message
 
 
@@ -188,10 +204,13 @@ def test_judge_disagreement() -> None:
     wrong = judge_disagreement(check(), (200, {"predictions": [-3.0]}), (200, {"predictions": [3.0]}))
     assert wrong.phase == "Failed"
     assert "row 0" in wrong.message
-    tolerated = judge_disagreement(check(max_ratio=1.0), (200, {"predictions": [-3.0]}),
-                                   (200, {"predictions": [3.0]}))
+    tolerated = judge_disagreement(
+        check(max_ratio=1.0), (200, {"predictions": [-3.0]}), (200, {"predictions": [3.0]})
+    )
     assert tolerated.phase == "Successful"
-    broken = judge_disagreement(check(), (400, {"error": "Expected shape [-1,4]"}), (200, {"predictions": [3.0]}))
+    broken = judge_disagreement(
+        check(), (400, {"error": "Expected shape [-1,4]"}), (200, {"predictions": [3.0]})
+    )
     assert broken.phase == "Failed"
     assert "HTTP 400" in broken.message
     assert "[-1,4]" in broken.message
@@ -207,11 +226,18 @@ def test_prometheus_queries_and_values() -> None:
     assert "[30s]" in q["requests"]
     assert 'code!~"CANCELLED|OK"' in q["errors"]
     assert q["latency"].startswith("histogram_quantile(0.99, sum by (le) (rate(modelship_request_duration")
-    assert prometheus_value({"status": "success", "data": {"resultType": "vector",
-                                                           "result": [{"value": [1, "0.25"]}]}}) == 0.25
+    assert (
+        prometheus_value(
+            {"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "0.25"]}]}}
+        )
+        == 0.25
+    )
     assert math.isnan(prometheus_value({"status": "success", "data": {"resultType": "vector", "result": []}}))
-    assert math.isnan(prometheus_value({"status": "success", "data": {"resultType": "vector",
-                                                                      "result": [{"value": [1, "NaN"]}]}}))
+    assert math.isnan(
+        prometheus_value(
+            {"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "NaN"]}]}}
+        )
+    )
     assert prometheus_value({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}}) == 3
     with pytest.raises(ValueError, match="query failed"):
         prometheus_value({"status": "error", "error": "parse error"})

@@ -12,8 +12,11 @@ from tests.scripts.rollout_operator.sim import NOW, mk_spec
 
 def ctx(**obs: object) -> Context:
     spec = mk_spec()
-    c = Context(Status(current_step=0, steps=4, step_started_at=NOW, revision=spec.model.revision()),
-                Observations(target=TargetView(name="prod-modelship", replicas=2), **obs), NOW)  # type: ignore[arg-type]
+    c = Context(
+        Status(current_step=0, steps=4, step_started_at=NOW, revision=spec.model.revision()),
+        Observations(target=TargetView(name="prod-modelship", replicas=2), **obs),
+        NOW,
+    )  # type: ignore[arg-type]
     c.spec, c.rev, c.target = spec, spec.model.revision(), c.obs.target  # type: ignore[assignment]
     return c
 

@@ -18,22 +18,36 @@ ON = ["operator.enabled=true"]
 # Every API call the operator makes (scripts/rollout_operator/kube.py), for the release "modelship":
 # (apiGroup, resource, verb, name or None).
 CALLS = [
-    ("modelship.io", "modelrollouts", "get", "linear"), ("modelship.io", "modelrollouts", "list", None),
-    ("modelship.io", "modelrollouts", "watch", None), ("modelship.io", "modelrollouts/status", "update", "linear"),
-    ("apps", "deployments", "get", "modelship"), ("apps", "deployments", "patch", "modelship"),
-    ("apps", "deployments", "get", "modelship-canary"), ("apps", "deployments", "create", None),
-    ("apps", "deployments", "patch", "modelship-canary"), ("apps", "deployments", "delete", "modelship-canary"),
-    ("apps", "deployments", "list", None), ("apps", "deployments", "watch", None),
-    ("", "pods", "list", None), ("", "pods", "watch", None), ("", "pods/status", "patch", "modelship-canary-x"),
-    ("", "events", "create", None), ("coordination.k8s.io", "leases", "create", None),
+    ("modelship.io", "modelrollouts", "get", "linear"),
+    ("modelship.io", "modelrollouts", "list", None),
+    ("modelship.io", "modelrollouts", "watch", None),
+    ("modelship.io", "modelrollouts/status", "update", "linear"),
+    ("apps", "deployments", "get", "modelship"),
+    ("apps", "deployments", "patch", "modelship"),
+    ("apps", "deployments", "get", "modelship-canary"),
+    ("apps", "deployments", "create", None),
+    ("apps", "deployments", "patch", "modelship-canary"),
+    ("apps", "deployments", "delete", "modelship-canary"),
+    ("apps", "deployments", "list", None),
+    ("apps", "deployments", "watch", None),
+    ("", "pods", "list", None),
+    ("", "pods", "watch", None),
+    ("", "pods/status", "patch", "modelship-canary-x"),
+    ("", "events", "create", None),
+    ("coordination.k8s.io", "leases", "create", None),
     ("coordination.k8s.io", "leases", "get", "modelship-operator"),
     ("coordination.k8s.io", "leases", "update", "modelship-operator"),
 ]
 FORBIDDEN = [
-    ("apps", "deployments", "patch", "some-other-app"), ("apps", "deployments", "delete", "some-other-app"),
-    ("", "secrets", "get", None), ("", "pods", "delete", "x"), ("", "pods/proxy", "get", "x"),
-    ("coordination.k8s.io", "leases", "update", "someone-elses-lease"), ("modelship.io", "modelrollouts", "patch", "x"),
-    ("rbac.authorization.k8s.io", "roles", "create", None), ("", "pods/exec", "create", "x"),
+    ("apps", "deployments", "patch", "some-other-app"),
+    ("apps", "deployments", "delete", "some-other-app"),
+    ("", "secrets", "get", None),
+    ("", "pods", "delete", "x"),
+    ("", "pods/proxy", "get", "x"),
+    ("coordination.k8s.io", "leases", "update", "someone-elses-lease"),
+    ("modelship.io", "modelrollouts", "patch", "x"),
+    ("rbac.authorization.k8s.io", "roles", "create", None),
+    ("", "pods/exec", "create", "x"),
 ]
 
 
@@ -50,9 +64,19 @@ def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str, n
 def test_operator_objects_validate(render: Any, k8s_validator: Any) -> None:
     for values in ([], [str(CHART / "ci" / "all-optional-on-values.yaml")]):
         r = render(*[Path(v) for v in values], set_=ON)
-        ours = [o for o in r.objects if "operator" in o["metadata"]["name"] or o["kind"] == "CustomResourceDefinition"]
-        assert sorted(o["kind"] for o in ours) == ["CustomResourceDefinition", "Deployment", "Role", "RoleBinding",
-                                                   "Service", "ServiceAccount"]
+        ours = [
+            o
+            for o in r.objects
+            if "operator" in o["metadata"]["name"] or o["kind"] == "CustomResourceDefinition"
+        ]
+        assert sorted(o["kind"] for o in ours) == [
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
         problems = {f"{o['kind']}/{o['metadata']['name']}": k8s_validator.errors(o) for o in ours}
         assert not {k: v for k, v in problems.items() if v}
 
@@ -99,9 +123,11 @@ def test_operator_pod_is_hardened_like_the_server(render: Any) -> None:
 def test_operator_pods_are_not_serving_pods(render: Any) -> None:
     r = render(CHART / "ci" / "all-optional-on-values.yaml", set_=ON)
     labels = r.one("Deployment", "-operator")["spec"]["template"]["metadata"]["labels"]
-    for selector in (r.one("Service", "modelship")["spec"]["selector"],
-                     r.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
-                     r.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"]):
+    for selector in (
+        r.one("Service", "modelship")["spec"]["selector"],
+        r.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        r.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+    ):
         assert not selector.items() <= labels.items()
     assert labels["modelship-client"] == "true"  # admitted by the NetworkPolicy
     svc = r.one("Service", "-operator")["spec"]
@@ -125,20 +151,32 @@ def test_role_is_sufficient_and_least_privilege(render: Any) -> None:
     binding = r.one("RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"][0]["name"] == r.one("ServiceAccount", "-operator")["metadata"]["name"]
-    proxy = render(set_=[*ON, "operator.podAccess=proxy", "operator.extraDeployments={blue}"]).one("Role")["rules"]
+    proxy = render(set_=[*ON, "operator.podAccess=proxy", "operator.extraDeployments={blue}"]).one("Role")[
+        "rules"
+    ]
     assert allowed(proxy, "", "pods/proxy", "get", "x")
     assert allowed(proxy, "apps", "deployments", "patch", "blue-canary")
 
 
 def test_schema_rejects_bad_operator_values(render: Any) -> None:
-    for bad in ("operator.podAccess=ssh", "operator.replicaCount=0", "operator.extraDeployments={Bad_Name}",
-                "operator.enabled=yes", "operator.typo=1"):
+    for bad in (
+        "operator.podAccess=ssh",
+        "operator.replicaCount=0",
+        "operator.extraDeployments={Bad_Name}",
+        "operator.enabled=yes",
+        "operator.typo=1",
+    ):
         result = render(set_=[bad])
         assert result.returncode != 0, bad
         assert "values don't meet the specifications of the schema" in result.stderr
 
 
 def test_plain_manifests_are_in_sync() -> None:
-    proc = subprocess.run([str(REPO / "scripts" / "render-manifests"), "operator", "--check"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "render-manifests"), "operator", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -33,8 +33,13 @@ def test_patches() -> None:
 def test_describe_tells_the_story() -> None:
     w = World(spec_dict(), measure=lambda world: result("Successful"))
     w.run_until(("Paused",))
-    text = describe({"metadata": {"name": "linear", "namespace": "ml", "generation": 1},
-                     "spec": spec_dict(), "status": w.status})
+    text = describe(
+        {
+            "metadata": {"name": "linear", "namespace": "ml", "generation": 1},
+            "spec": spec_dict(),
+            "status": w.status,
+        }
+    )
     assert "ModelRollout ml/linear" in text
     assert "Phase:     Paused (ManualPause)" in text
     assert "Step:      3/4" in text
@@ -51,7 +56,8 @@ def test_parser_and_wrapper_help() -> None:
     assert (args.namespace, args.command, args.full, args.name) == ("ml", "promote", True, "linear")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["promote"])  # the name is required
-    out = subprocess.run([str(REPO / "scripts" / "rollout"), "--help"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [str(REPO / "scripts" / "rollout"), "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     for command in ("promote", "abort", "retry", "pause", "resume", "status"):
         assert command in out

@@ -36,7 +36,11 @@ def closed(node: Any) -> Any:
 
     def walk(n: Any) -> None:
         if isinstance(n, dict):
-            if "properties" in n and "additionalProperties" not in n and not n.get("x-kubernetes-preserve-unknown-fields"):
+            if (
+                "properties" in n
+                and "additionalProperties" not in n
+                and not n.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 n["additionalProperties"] = False
             for value in n.values():
                 walk(value)
@@ -89,7 +93,11 @@ def test_printer_columns_point_at_status_fields_the_operator_writes() -> None:
 def test_status_schema_keeps_every_field_the_operator_writes() -> None:
     status_schema = closed(schema()["properties"]["status"])
     phases = set()
-    for spec_overrides, measure in [({}, "Successful"), ({}, "Failed"), ({"strategy": {"type": "rolling"}}, "Successful")]:
+    for spec_overrides, measure in [
+        ({}, "Successful"),
+        ({}, "Failed"),
+        ({"strategy": {"type": "rolling"}}, "Successful"),
+    ]:
         w = World(spec_dict(**spec_overrides), measure=lambda world, m=measure: result(m))  # type: ignore[misc]
         for _ in range(40):
             w.tick()
@@ -104,7 +112,11 @@ def test_status_schema_keeps_every_field_the_operator_writes() -> None:
 
 def test_crd_defaults_agree_with_the_code() -> None:
     bare = yaml.safe_load(EXAMPLE.read_text())["spec"]
-    bare["analysis"] = {"errorRatio": {}, "disagreement": {"inputs": [[1, 2, 3]]}, "prometheus": {"url": "http://p"}}
+    bare["analysis"] = {
+        "errorRatio": {},
+        "disagreement": {"inputs": [[1, 2, 3]]},
+        "prometheus": {"url": "http://p"},
+    }
     bare["strategy"] = {"canary": {"steps": [{"setWeight": 10}]}}
     for key in ("progressDeadlineSeconds",):
         bare.pop(key, None)
@@ -122,12 +134,20 @@ def test_example_is_valid() -> None:
     assert spec.analysis.disagreement is not None
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    ("model.version", 0), ("model.source.sha256", "nothex"), ("strategy.type", "blue"),
-    ("strategy.canary.steps", [{"setWeight": 100}]), ("analysis.interval", "soon"),
-    ("analysis.errorRatio", {"max": 1.5}), ("progressDeadlineSeconds", 1), ("targetRef.name", "Bad"),
-    ("unknownField", True),
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("model.version", 0),
+        ("model.source.sha256", "nothex"),
+        ("strategy.type", "blue"),
+        ("strategy.canary.steps", [{"setWeight": 100}]),
+        ("analysis.interval", "soon"),
+        ("analysis.errorRatio", {"max": 1.5}),
+        ("progressDeadlineSeconds", 1),
+        ("targetRef.name", "Bad"),
+        ("unknownField", True),
+    ],
+)
 def test_schema_rejects(path: str, value: Any) -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())["spec"]
     node = doc

@@ -36,14 +36,28 @@ def target(**kw: object) -> TargetView:
 
 
 def stable_pods(n: int = 2, revision: str = "") -> tuple[PodView, ...]:
-    return tuple(PodView(name=f"s{i}", uid=f"s{i}", ip="10.0.0.1", revision=revision, containers_ready=True,
-                         ready=True) for i in range(n))
+    return tuple(
+        PodView(
+            name=f"s{i}", uid=f"s{i}", ip="10.0.0.1", revision=revision, containers_ready=True, ready=True
+        )
+        for i in range(n)
+    )
 
 
-def canary_pod(name: str = "c0", *, ready: bool = True, gate: bool = True, revision: str = REV,
-               terminating: bool = False) -> PodView:
-    return PodView(name=name, uid=name, ip="10.0.0.2", revision=revision, containers_ready=ready,
-                   gate_open=gate, ready=ready and gate, terminating=terminating, canary=True)
+def canary_pod(
+    name: str = "c0", *, ready: bool = True, gate: bool = True, revision: str = REV, terminating: bool = False
+) -> PodView:
+    return PodView(
+        name=name,
+        uid=name,
+        ip="10.0.0.2",
+        revision=revision,
+        containers_ready=ready,
+        gate_open=gate,
+        ready=ready and gate,
+        terminating=terminating,
+        canary=True,
+    )
 
 
 def obs(**kw: object) -> Observations:
@@ -71,10 +85,22 @@ def condition(status: Status, type_: str) -> dict[str, object]:
 # weights
 
 
-@pytest.mark.parametrize(("stable", "weight", "cap", "want"), [
-    (2, 25, None, 1), (2, 50, None, 2), (2, 75, None, 2), (2, 75, 6, 6), (2, 10, None, 1),
-    (10, 10, None, 1), (10, 20, None, 3), (10, 50, None, 10), (4, 50, 2, 2), (0, 30, None, 1), (3, 0, None, 0),
-])
+@pytest.mark.parametrize(
+    ("stable", "weight", "cap", "want"),
+    [
+        (2, 25, None, 1),
+        (2, 50, None, 2),
+        (2, 75, None, 2),
+        (2, 75, 6, 6),
+        (2, 10, None, 1),
+        (10, 10, None, 1),
+        (10, 20, None, 3),
+        (10, 50, None, 10),
+        (4, 50, 2, 2),
+        (0, 30, None, 1),
+        (3, 0, None, 0),
+    ],
+)
 def test_canary_replicas(stable: int, weight: int, cap: int | None, want: int) -> None:
     assert canary_replicas(stable, weight, cap) == want
 
@@ -146,8 +172,9 @@ def test_invalid_spec_is_reported_once() -> None:
 
 
 def test_invalid_target_then_fixed_starts() -> None:
-    d = reconcile(mk_spec(), Status(), obs(target=target(overlay_error="the model root /models is a pvc volume")),
-                  NOW)
+    d = reconcile(
+        mk_spec(), Status(), obs(target=target(overlay_error="the model root /models is a pvc volume")), NOW
+    )
     assert d.status.phase == "Invalid"
     assert d.status.rollback_reason == "InvalidTarget"
     assert d.actions == []
@@ -197,12 +224,19 @@ def test_canary_pods_are_gated_until_verified() -> None:
 
 def test_plan_verifies_only_ready_ungated_pods_of_this_revision() -> None:
     status = started()
-    pods = (*stable_pods(), canary_pod("a", gate=False), canary_pod("b", gate=True),
-            canary_pod("c", ready=False, gate=False), canary_pod("d", gate=False, revision="old"),
-            canary_pod("e", gate=False, terminating=True))
+    pods = (
+        *stable_pods(),
+        canary_pod("a", gate=False),
+        canary_pod("b", gate=True),
+        canary_pod("c", ready=False, gate=False),
+        canary_pod("d", gate=False, revision="old"),
+        canary_pod("e", gate=False, terminating=True),
+    )
     plan = plan_probes(mk_spec(), status, obs(canary=CanaryView(1, REV), pods=pods), NOW)
     assert plan.verify == ("a",)
-    no_gate = spec_dict(strategy={"type": "canary", "canary": {"trafficGate": False, "steps": [{"setWeight": 10}]}})
+    no_gate = spec_dict(
+        strategy={"type": "canary", "canary": {"trafficGate": False, "steps": [{"setWeight": 10}]}}
+    )
     assert plan_probes(mk_spec(**no_gate), status, obs(pods=pods), NOW).verify == ()
     promoting = copy.deepcopy(status)
     promoting.phase = "Promoting"
@@ -229,8 +263,11 @@ def test_plan_asks_for_the_stable_version_only_when_unknown() -> None:
 
 def test_verification_failure_rolls_back_before_any_traffic() -> None:
     status = started()
-    o = obs(canary=CanaryView(1, REV), pods=(*stable_pods(), canary_pod(gate=False)),
-            verifications={"c0": Verification("failed", "3/3 predictions differ")})
+    o = obs(
+        canary=CanaryView(1, REV),
+        pods=(*stable_pods(), canary_pod(gate=False)),
+        verifications={"c0": Verification("failed", "3/3 predictions differ")},
+    )
     d = reconcile(mk_spec(), status, o, NOW + 5)
     assert d.status.phase == "RollingBack"
     assert d.status.rollback_reason == "VerificationFailed"
@@ -246,8 +283,11 @@ def test_verification_failure_rolls_back_before_any_traffic() -> None:
 
 def test_verification_errors_wait_then_hit_the_progress_deadline() -> None:
     status = started()
-    o = obs(canary=CanaryView(1, REV), pods=(*stable_pods(), canary_pod(gate=False)),
-            verifications={"c0": Verification("error", "connection refused")})
+    o = obs(
+        canary=CanaryView(1, REV),
+        pods=(*stable_pods(), canary_pod(gate=False)),
+        verifications={"c0": Verification("error", "connection refused")},
+    )
     d = reconcile(mk_spec(), status, o, NOW + 5)
     assert d.status.phase == "Progressing"
     assert "connection refused" in d.status.message
@@ -332,8 +372,12 @@ def test_user_pause_freezes_steps_but_not_failures() -> None:
     assert d.status.current_step == 0
     assert condition(d.status, "Paused")["reason"] == "UserPaused"
     failing = Observations(**{**serving.__dict__, "measurement": result("Failed", "errors")})
-    d = reconcile(mk_spec(paused=True, analysis={"failureLimit": 0, "errorRatio": {"max": 0.01}}), d.status,
-                  failing, NOW + 40)
+    d = reconcile(
+        mk_spec(paused=True, analysis={"failureLimit": 0, "errorRatio": {"max": 0.01}}),
+        d.status,
+        failing,
+        NOW + 40,
+    )
     assert d.status.phase == "RollingBack"
     assert d.status.rollback_reason == "AnalysisFailed"
 
@@ -358,8 +402,11 @@ def test_waits_for_analysis_count_before_promoting() -> None:
 def test_promote_also_ends_the_wait_for_analysis() -> None:
     spec = spec_dict(strategy={"type": "canary", "canary": {"steps": [{"setWeight": 50}]}})
     status = started(spec)
-    serving = obs(canary=CanaryView(2, REV), pods=(*stable_pods(), canary_pod("c0"), canary_pod("c1")),
-                  annotations={ANN_PROMOTE: "p"})
+    serving = obs(
+        canary=CanaryView(2, REV),
+        pods=(*stable_pods(), canary_pod("c0"), canary_pod("c1")),
+        annotations={ANN_PROMOTE: "p"},
+    )
     d = reconcile(mk_spec(**spec), status, serving, NOW + 5)
     assert d.status.phase == "Promoting"
 
@@ -385,8 +432,12 @@ def test_failures_up_to_the_limit_are_tolerated() -> None:
     assert d.status.phase == "Progressing"
     assert d.status.analysis.failures == 1
     assert "AnalysisFailed" in reasons(d)
-    d = reconcile(mk_spec(), d.status, obs(measurement=result("Failed", "error ratio 0.3"),
-                                           canary=CanaryView(1, REV)), NOW + 60)
+    d = reconcile(
+        mk_spec(),
+        d.status,
+        obs(measurement=result("Failed", "error ratio 0.3"), canary=CanaryView(1, REV)),
+        NOW + 60,
+    )
     assert d.status.phase == "RollingBack"
     assert d.status.rollback_reason == "AnalysisFailed"
     assert DeleteCanary() in d.actions
@@ -418,8 +469,12 @@ def test_consecutive_errors_abort_but_a_success_resets_them() -> None:
         d = reconcile(mk_spec(), status, obs(measurement=result(phase)), t)
         status = d.status
         assert status.phase == "Progressing"
-    d = reconcile(mk_spec(), status, obs(measurement=result("Error", "cannot scrape"), canary=CanaryView(1, REV)),
-                  t + 30)
+    d = reconcile(
+        mk_spec(),
+        status,
+        obs(measurement=result("Error", "cannot scrape"), canary=CanaryView(1, REV)),
+        t + 30,
+    )
     assert d.status.phase == "RollingBack"
     assert d.status.rollback_reason == "AnalysisError"
     assert d.status.analysis.errors == 5
@@ -437,7 +492,9 @@ def test_inconclusive_during_promotion_does_not_pause() -> None:
 def test_history_keeps_the_last_five() -> None:
     status = started()
     for i in range(7):
-        status = reconcile(mk_spec(), status, obs(measurement=result("Successful")), NOW + 30 * (i + 1)).status
+        status = reconcile(
+            mk_spec(), status, obs(measurement=result("Successful")), NOW + 30 * (i + 1)
+        ).status
     assert len(status.analysis.history) == 5
     assert status.analysis.summary() == "7 ok, 0 failed, 0 inconclusive"
 
@@ -446,23 +503,36 @@ def test_history_keeps_the_last_five() -> None:
 # promotion, rollback, abort, retry
 
 
-def promoting_status(spec_overrides: dict[str, object] | None = None, stable_revision: str = "",
-                     stable_source: dict[str, str] | None = None, stable_version: str = "1") -> Status:
-    s = started(spec_overrides, target=target(template_revision=stable_revision, template_version=stable_version,
-                                              template_source=stable_source))
+def promoting_status(
+    spec_overrides: dict[str, object] | None = None,
+    stable_revision: str = "",
+    stable_source: dict[str, str] | None = None,
+    stable_version: str = "1",
+) -> Status:
+    s = started(
+        spec_overrides,
+        target=target(
+            template_revision=stable_revision, template_version=stable_version, template_source=stable_source
+        ),
+    )
     s.phase, s.promotion_started_at = "Promoting", NOW + 1
     return s
 
 
 def test_promotion_completes_when_the_deployment_rolled() -> None:
     status = promoting_status()
-    d = reconcile(mk_spec(), status, obs(target=target(template_revision=REV, rollout_complete=False),
-                                         canary=CanaryView(2, REV)), NOW + 10)
+    d = reconcile(
+        mk_spec(),
+        status,
+        obs(target=target(template_revision=REV, rollout_complete=False), canary=CanaryView(2, REV)),
+        NOW + 10,
+    )
     assert d.status.phase == "Promoting"
     assert ApplyTargetModel(mk_spec().model) in d.actions
     assert "rolling to version 2" in d.status.message
-    d = reconcile(mk_spec(), d.status, obs(target=target(template_revision=REV), canary=CanaryView(2, REV)),
-                  NOW + 20)
+    d = reconcile(
+        mk_spec(), d.status, obs(target=target(template_revision=REV), canary=CanaryView(2, REV)), NOW + 20
+    )
     assert d.status.phase == "Succeeded"
     assert DeleteCanary() in d.actions
     assert (d.status.stable_version, d.status.stable_revision, d.status.canary_version) == ("2", REV, "")
@@ -474,12 +544,18 @@ def test_promotion_completes_when_the_deployment_rolled() -> None:
 
 def test_stuck_promotion_restores_the_charts_model() -> None:
     status = promoting_status()
-    d = reconcile(mk_spec(), status, obs(target=target(template_revision=REV, rollout_complete=False,
-                                                       progress_failed=True)), NOW + 10)
+    d = reconcile(
+        mk_spec(),
+        status,
+        obs(target=target(template_revision=REV, rollout_complete=False, progress_failed=True)),
+        NOW + 10,
+    )
     assert d.status.phase == "RollingBack"
     assert d.status.rollback_reason == "PromotionFailed"
     assert ApplyTargetModel(None) in d.actions
-    d = reconcile(mk_spec(), d.status, obs(target=target(template_revision="", rollout_complete=False)), NOW + 15)
+    d = reconcile(
+        mk_spec(), d.status, obs(target=target(template_revision="", rollout_complete=False)), NOW + 15
+    )
     assert d.status.phase == "RollingBack"
     d = reconcile(mk_spec(), d.status, obs(target=target(template_revision="")), NOW + 20)
     assert d.status.phase == "Failed"
@@ -495,7 +571,9 @@ def test_rollback_restores_a_previous_operator_version() -> None:
     assert restore
     assert restore[0].model is not None
     assert restore[0].model.revision() == old.revision()
-    d = reconcile(mk_spec(abort=True), d.status, obs(target=target(template_revision=old.revision())), NOW + 20)
+    d = reconcile(
+        mk_spec(abort=True), d.status, obs(target=target(template_revision=old.revision())), NOW + 20
+    )
     assert d.status.phase == "Aborted"
 
 
@@ -554,7 +632,10 @@ def test_new_version_mid_canary_replaces_the_canary() -> None:
     while w.status.get("currentStep", 0) < 2:
         w.tick()
     old_rev = w.status["revision"]
-    w.spec["model"] = {"version": 3, "source": {"url": "http://models.local/linear-3.tar.gz", "sha256": SHA_B}}
+    w.spec["model"] = {
+        "version": 3,
+        "source": {"url": "http://models.local/linear-3.tar.gz", "sha256": SHA_B},
+    }
     d = w.tick()
     assert "NewVersion" in w.reasons()
     assert d.status.canary_version == "3"

@@ -20,17 +20,39 @@ from tests.scripts.rollout_operator.sim import World, result, spec_dict
 def test_values_are_the_api() -> None:
     # Renaming any of these breaks `kubectl wait`, printer columns, alerts and stored resources.
     assert [p.value for p in Phase] == [
-        "Pending", "Progressing", "Paused", "Promoting", "Succeeded", "RollingBack", "Failed", "Aborted", "Invalid",
+        "Pending",
+        "Progressing",
+        "Paused",
+        "Promoting",
+        "Succeeded",
+        "RollingBack",
+        "Failed",
+        "Aborted",
+        "Invalid",
     ]
     assert [c.value for c in ConditionType] == ["Progressing", "Paused", "Completed", "Degraded"]
-    assert [r.value for r in PauseReason] == ["ManualPause", "InconclusiveAnalysis", "UserPaused", "NotPaused"]
+    assert [r.value for r in PauseReason] == [
+        "ManualPause",
+        "InconclusiveAnalysis",
+        "UserPaused",
+        "NotPaused",
+    ]
     assert {r.value for r in FailureReason} == {
-        "Aborted", "VerificationFailed", "AnalysisFailed", "AnalysisError", "ProgressDeadlineExceeded",
-        "PromotionFailed", "InvalidSpec", "InvalidTarget", "NotDegraded",
+        "Aborted",
+        "VerificationFailed",
+        "AnalysisFailed",
+        "AnalysisError",
+        "ProgressDeadlineExceeded",
+        "PromotionFailed",
+        "InvalidSpec",
+        "InvalidTarget",
+        "NotDegraded",
     }
     assert [v.value for v in Verdict] == ["Failed", "Error", "Inconclusive", "Successful"]  # worst first
     assert [v.value for v in VerificationOutcome] == ["passed", "failed", "error"]
-    assert {"RolloutStarted", "StepCompleted", "RolledBack", "DriftCorrected"} <= {r.value for r in EventReason}
+    assert {"RolloutStarted", "StepCompleted", "RolledBack", "DriftCorrected"} <= {
+        r.value for r in EventReason
+    }
 
 
 def test_members_are_their_strings() -> None:

@@ -37,8 +37,9 @@ class LocalPods:
 
 
 def pod(name: str, canary: bool = False) -> PodView:
-    return PodView(name=name, uid=name, ip="127.0.0.1", containers_ready=True, gate_open=True, ready=True,
-                   canary=canary)
+    return PodView(
+        name=name, uid=name, ip="127.0.0.1", containers_ready=True, gate_open=True, ready=True, canary=canary
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,17 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     """stable: good model version 1; good/wrong/broken: that model as version 2."""
     procs: dict[str, ServerProcess] = {}
     try:
-        for name, kind, version in (("stable", "good", 1), ("good", "good", 2), ("wrong", "wrong", 2),
-                                    ("broken", "broken", 2)):
+        for name, kind, version in (
+            ("stable", "good", 1),
+            ("good", "good", 2),
+            ("wrong", "wrong", 2),
+            ("broken", "broken", 2),
+        ):
             base = tmp_path_factory.mktemp(name)
             export_kind(base / "linear" / str(version), kind)
-            procs[name] = ServerProcess(["--model_name=linear", f"--model_base_path={base / 'linear'}"],
-                                        log=base / "server.log")
+            procs[name] = ServerProcess(
+                ["--model_name=linear", f"--model_base_path={base / 'linear'}"], log=base / "server.log"
+            )
         for proc in procs.values():
             proc.wait_ready(120)
         yield procs
@@ -108,10 +114,17 @@ def send(server: ServerProcess, n: int, instances: list[list[float]]) -> None:
 
 
 def test_measurement_windows(servers: dict[str, ServerProcess], pods_http: LocalPods) -> None:
-    spec = parse_spec(spec_dict(analysis={"interval": "30s", "minRequests": 10, "errorRatio": {"max": 0.1},
-                                          "latencyP99": {"maxSeconds": 5, "maxRatioToStable": 50},
-                                          "disagreement": {"inputs": [list(x) for x in INPUTS],
-                                                           "absTolerance": 1e-4}})).analysis
+    spec = parse_spec(
+        spec_dict(
+            analysis={
+                "interval": "30s",
+                "minRequests": 10,
+                "errorRatio": {"max": 0.1},
+                "latencyP99": {"maxSeconds": 5, "maxRatioToStable": 50},
+                "disagreement": {"inputs": [list(x) for x in INPUTS], "absTolerance": 1e-4},
+            }
+        )
+    ).analysis
     assert spec is not None
     canary, stable = [pod("good", True)], [pod("stable")]
     first = measure(pods_http, spec, "ns", "linear", 2, canary, stable, None)
@@ -175,15 +188,28 @@ def test_prometheus_source(pods_http: LocalPods, tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        spec = parse_spec(spec_dict(analysis={"minRequests": 10, "errorRatio": {"max": 0.05},
-                                              "latencyP99": {"maxSeconds": 0.5}, "prometheus": {"url": url}})).analysis
+        spec = parse_spec(
+            spec_dict(
+                analysis={
+                    "minRequests": 10,
+                    "errorRatio": {"max": 0.05},
+                    "latencyP99": {"maxSeconds": 0.5},
+                    "prometheus": {"url": url},
+                }
+            )
+        ).analysis
         assert spec is not None
-        FakePrometheus.answers = {'pod=~"canary-1",model="linear",api=~"predict|classify|regress|infer",code': "6",
-                                  'pod=~"canary-1"': "100", "histogram_quantile": "0.05"}
+        FakePrometheus.answers = {
+            'pod=~"canary-1",model="linear",api=~"predict|classify|regress|infer",code': "6",
+            'pod=~"canary-1"': "100",
+            "histogram_quantile": "0.05",
+        }
         first = measure(pods_http, spec, "ml", "linear", 2, [pod("canary-1", True)], [pod("stable-1")], None)
         assert first.kind == "baseline"
         assert FakePrometheus.queries == []
-        m = measure(pods_http, spec, "ml", "linear", 2, [pod("canary-1", True)], [pod("stable-1")], first.baseline)
+        m = measure(
+            pods_http, spec, "ml", "linear", 2, [pod("canary-1", True)], [pod("stable-1")], first.baseline
+        )
         assert m.phase == "Failed"
         assert "0.0600 > 0.05" in m.message
         assert any('namespace="ml"' in q and "[30s]" in q for q in FakePrometheus.queries)

@@ -106,9 +106,16 @@ class ScriptedSource:
 
 
 def watcher(source: ScriptedSource, seen: list[tuple[str, str]], restarts: list[str]) -> Watcher:
-    return Watcher("test", source, lambda kind, o: seen.append((kind, o["metadata"]["name"])),
-                   lambda items: seen.extend(("LIST", o["metadata"]["name"]) for o in items), threading.Event(),
-                   on_restart=restarts.append, backoff=Backoff(0.01, 0.02), sleep=lambda s: None)
+    return Watcher(
+        "test",
+        source,
+        lambda kind, o: seen.append((kind, o["metadata"]["name"])),
+        lambda items: seen.extend(("LIST", o["metadata"]["name"]) for o in items),
+        threading.Event(),
+        on_restart=restarts.append,
+        backoff=Backoff(0.01, 0.02),
+        sleep=lambda s: None,
+    )
 
 
 def test_watch_resumes_from_the_last_version_and_relists_on_410() -> None:
@@ -116,18 +123,30 @@ def test_watch_resumes_from_the_last_version_and_relists_on_410() -> None:
         lists=[([obj("a", "10")], "10"), ([obj("a", "30"), obj("b", "31")], "31")],
         watches=[
             [{"type": "ADDED", "object": obj("b", "11")}, {"type": "BOOKMARK", "object": obj("", "15")}],
-            [{"type": "MODIFIED", "object": obj("a", "16")},
-             {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}],
+            [
+                {"type": "MODIFIED", "object": obj("a", "16")},
+                {
+                    "type": "ERROR",
+                    "object": {"kind": "Status", "code": 410, "message": "too old resource version"},
+                },
+            ],
             [{"type": "DELETED", "object": obj("b", "32")}],
-        ])
+        ],
+    )
     seen: list[tuple[str, str]] = []
     restarts: list[str] = []
     w = watcher(source, seen, restarts)
     for _ in range(3):
         w.step()
     assert source.watched_from == ["10", "15", "31"]  # bookmark advanced the version; 410 re-listed
-    assert seen == [("LIST", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("LIST", "a"), ("LIST", "b"),
-                    ("DELETED", "b")]
+    assert seen == [
+        ("LIST", "a"),
+        ("ADDED", "b"),
+        ("MODIFIED", "a"),
+        ("LIST", "a"),
+        ("LIST", "b"),
+        ("DELETED", "b"),
+    ]
     assert restarts == ["expired"]
     assert w.synced.is_set()
 
@@ -135,8 +154,13 @@ def test_watch_resumes_from_the_last_version_and_relists_on_410() -> None:
 def test_watch_410_as_an_exception_and_other_errors_back_off() -> None:
     source = ScriptedSource(
         lists=[([], "5"), ([], "50")],
-        watches=[ApiException(status=500, reason="boom"), ConnectionResetError("reset"),
-                 ApiException(status=410, reason="Gone"), []])
+        watches=[
+            ApiException(status=500, reason="boom"),
+            ConnectionResetError("reset"),
+            ApiException(status=410, reason="Gone"),
+            [],
+        ],
+    )
     restarts: list[str] = []
     w = watcher(source, [], restarts)
     for _ in range(4):
@@ -147,8 +171,10 @@ def test_watch_410_as_an_exception_and_other_errors_back_off() -> None:
 
 
 def test_watch_relists_after_repeated_failures_and_list_errors() -> None:
-    source = ScriptedSource(lists=[([], "1"), ApiException(status=503, reason="down"), ([], "9")],
-                            watches=[OSError("x")] * 6 + [[]])
+    source = ScriptedSource(
+        lists=[([], "1"), ApiException(status=503, reason="down"), ([], "9")],
+        watches=[OSError("x")] * 6 + [[]],
+    )
     w = watcher(source, [], [])
     for _ in range(9):
         w.step()
@@ -269,7 +295,9 @@ def test_metrics_follow_the_rollouts_and_forget_deleted_ones() -> None:
 
 def test_health_server_endpoints() -> None:
     state = {"alive": True, "ready": False}
-    server = HealthServer(("127.0.0.1", 0), lambda: b"# metrics\n", lambda: state["alive"], lambda: state["ready"])
+    server = HealthServer(
+        ("127.0.0.1", 0), lambda: b"# metrics\n", lambda: state["alive"], lambda: state["ready"]
+    )
     server.start()
     base = f"http://127.0.0.1:{server.port}"
 

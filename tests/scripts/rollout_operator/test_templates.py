@@ -61,8 +61,9 @@ def test_image_source_chart_gets_its_own_volume_over_the_model_root() -> None:
     assert init["securityContext"] == template["spec"]["containers"][0]["securityContext"]
     assert init["volumeMounts"] == [{"name": OVERLAY_NAME, "mountPath": TARGET_MOUNT}]
     assert ov["spec"]["volumes"] == [{"name": OVERLAY_NAME, "emptyDir": {"sizeLimit": "2Gi"}}]
-    assert ov["spec"]["containers"] == [{"name": "server", "volumeMounts": [
-        {"name": OVERLAY_NAME, "mountPath": "/models", "readOnly": True}]}]
+    assert ov["spec"]["containers"] == [
+        {"name": "server", "volumeMounts": [{"name": OVERLAY_NAME, "mountPath": "/models", "readOnly": True}]}
+    ]
     ann = ov["metadata"]["annotations"]
     assert ann[ANN_MODEL_VERSION] == "2"
     assert ann[ANN_MODEL_REVISION] == URL_MODEL.revision()
@@ -124,13 +125,21 @@ def test_copy_script_is_atomic_and_idempotent(tmp_path: Path) -> None:
     (src / "saved_model.pb").write_bytes(b"pb")
     dest = tmp_path / "target" / "linear" / "3"
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", COPY_SCRIPT, str(src), str(dest)], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", COPY_SCRIPT, str(src), str(dest)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
     assert (dest / "saved_model.pb").read_bytes() == b"pb"
     assert [p.name for p in dest.parent.iterdir()] == ["3"]
-    missing = subprocess.run([sys.executable, "-c", COPY_SCRIPT, str(tmp_path / "nope"), str(dest)],
-                             capture_output=True, text=True, check=False)
+    missing = subprocess.run(
+        [sys.executable, "-c", COPY_SCRIPT, str(tmp_path / "nope"), str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode == 1
     assert "not found in the image" in missing.stderr
 
@@ -169,7 +178,10 @@ def test_canary_deployment() -> None:
     assert meta["ownerReferences"][0]["controller"] is True
     assert meta["labels"][LABEL_ROLLOUT] == "linear"
     assert spec["replicas"] == 3
-    assert spec["selector"]["matchLabels"] == {**dep["spec"]["selector"]["matchLabels"], LABEL_TRACK: "canary"}
+    assert spec["selector"]["matchLabels"] == {
+        **dep["spec"]["selector"]["matchLabels"],
+        LABEL_TRACK: "canary",
+    }
     labels = spec["template"]["metadata"]["labels"]
     # the Service selects on the chart's selector labels, which canary pods carry too
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -187,32 +199,61 @@ def test_canary_deployment() -> None:
 def test_views() -> None:
     dep = chart_deployment()
     dep["metadata"]["generation"] = 3
-    dep["status"] = {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
-                     "readyReplicas": 2}
+    dep["status"] = {
+        "observedGeneration": 3,
+        "replicas": 2,
+        "updatedReplicas": 2,
+        "availableReplicas": 2,
+        "readyReplicas": 2,
+    }
     assert deployment_complete(dep)
     view = target_view(dep, "server", URL_MODEL)
-    assert (view.replicas, view.template_revision, view.overlay_error, view.rollout_complete) == (2, "", None, True)
+    assert (view.replicas, view.template_revision, view.overlay_error, view.rollout_complete) == (
+        2,
+        "",
+        None,
+        True,
+    )
     rolling = copy.deepcopy(dep)
     rolling["status"].update(replicas=3, updatedReplicas=1)
     assert not deployment_complete(rolling)
-    rolling["status"]["conditions"] = [{"type": "Progressing", "status": "False",
-                                        "reason": "ProgressDeadlineExceeded"}]
+    rolling["status"]["conditions"] = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+    ]
     assert target_view(rolling, "server", URL_MODEL).progress_failed
     merged = copy.deepcopy(dep)
-    merged["spec"]["template"] = merge_overlay(dep["spec"]["template"],
-                                               overlay(dep["spec"]["template"], "server", URL_MODEL, "rev1"))
+    merged["spec"]["template"] = merge_overlay(
+        dep["spec"]["template"], overlay(dep["spec"]["template"], "server", URL_MODEL, "rev1")
+    )
     v = target_view(merged, "server", None)
-    assert (v.template_revision, v.template_version, v.template_source) == ("rev1", "2", URL_MODEL.source_dict())
+    assert (v.template_revision, v.template_version, v.template_source) == (
+        "rev1",
+        "2",
+        URL_MODEL.source_dict(),
+    )
     canary = canary_deployment(ROLLOUT, dep, "server", URL_MODEL, "rev1", 2, True)
     canary["metadata"]["generation"] = 1
     canary["status"] = {"observedGeneration": 1, "readyReplicas": 1}
-    assert canary_view(canary) == canary_view(canary).__class__(replicas=2, revision="rev1", ready_replicas=1,
-                                                                up_to_date=True)
-    pod = {"metadata": {"name": "p", "uid": "u", "labels": {LABEL_TRACK: "canary"},
-                        "annotations": {ANN_MODEL_REVISION: "rev1"}},
-           "status": {"podIP": "10.1.1.1", "phase": "Running", "conditions": [
-               {"type": "ContainersReady", "status": "True"}, {"type": "Ready", "status": "False"},
-               {"type": GATE_CONDITION, "status": "False"}]}}
+    assert canary_view(canary) == canary_view(canary).__class__(
+        replicas=2, revision="rev1", ready_replicas=1, up_to_date=True
+    )
+    pod = {
+        "metadata": {
+            "name": "p",
+            "uid": "u",
+            "labels": {LABEL_TRACK: "canary"},
+            "annotations": {ANN_MODEL_REVISION: "rev1"},
+        },
+        "status": {
+            "podIP": "10.1.1.1",
+            "phase": "Running",
+            "conditions": [
+                {"type": "ContainersReady", "status": "True"},
+                {"type": "Ready", "status": "False"},
+                {"type": GATE_CONDITION, "status": "False"},
+            ],
+        },
+    }
     pv = pod_view(pod)
     assert pv.canary
     assert pv.containers_ready
@@ -228,15 +269,24 @@ def test_views() -> None:
 @pytest.mark.chart
 @pytest.mark.parametrize("source", ["image", "url"])
 def test_operator_manifests_are_valid_for_the_chart(source: str, render: Any, k8s_validator: Any) -> None:
-    sets = [] if source == "image" else ["model.source.type=url", "model.source.url.url=http://m.local/l.tgz",
-                                         f"model.source.url.sha256={'c' * 64}"]
+    sets = (
+        []
+        if source == "image"
+        else [
+            "model.source.type=url",
+            "model.source.url.url=http://m.local/l.tgz",
+            f"model.source.url.sha256={'c' * 64}",
+        ]
+    )
     dep = render(set_=sets).one("Deployment")
     template = dep["spec"]["template"]
     for model in (URL_MODEL, IMAGE_MODEL):
         canary = canary_deployment(ROLLOUT, dep, "server", model, model.revision(), 2, True)
         assert k8s_validator.errors(canary) == []
         promoted = copy.deepcopy(dep)
-        promoted["spec"]["template"] = merge_overlay(template, overlay(template, "server", model, model.revision()))
+        promoted["spec"]["template"] = merge_overlay(
+            template, overlay(template, "server", model, model.revision())
+        )
         assert k8s_validator.errors(promoted) == []
         names = [c["name"] for c in promoted["spec"]["template"]["spec"]["initContainers"]]
         assert names == (["fetch-model", OVERLAY_NAME] if source == "url" else [OVERLAY_NAME])

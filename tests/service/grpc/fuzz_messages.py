@@ -38,11 +38,18 @@ REQUIRED = {
 }
 METHODS = ["tensorflow/serving/classify", "tensorflow/serving/regress", "tensorflow/serving/predict"]
 
-_INT_RANGES = {FD.TYPE_INT32: (-(2**31), 2**31 - 1), FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-               FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1),
-               FD.TYPE_FIXED32: (0, 2**32 - 1), FD.TYPE_INT64: (-(2**63), 2**63 - 1),
-               FD.TYPE_SINT64: (-(2**63), 2**63 - 1), FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-               FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1)}
+_INT_RANGES = {
+    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FD.TYPE_UINT32: (0, 2**32 - 1),
+    FD.TYPE_FIXED32: (0, 2**32 - 1),
+    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FD.TYPE_UINT64: (0, 2**64 - 1),
+    FD.TYPE_FIXED64: (0, 2**64 - 1),
+}
 
 
 def _ints(low: int, high: int) -> st.SearchStrategy[int]:
@@ -77,9 +84,10 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 
 @st.composite
 def _model_spec(draw: st.DrawFn) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=draw(st.sampled_from(["linear"] * 6 + ["multi"] * 3 + ["nope", "?"])),
-                               signature_name=draw(_mostly(st.just(""), st.sampled_from(SIGNATURES)
-                                                           | st.text(max_size=6))))
+    spec = model_pb2.ModelSpec(
+        name=draw(st.sampled_from(["linear"] * 6 + ["multi"] * 3 + ["nope", "?"])),
+        signature_name=draw(_mostly(st.just(""), st.sampled_from(SIGNATURES) | st.text(max_size=6))),
+    )
     choice = draw(st.sampled_from(["none"] * 4 + ["version", "label"]))
     if choice == "version":
         spec.version.value = draw(st.sampled_from([1, 1, 2]) | _ints(-(2**63), 2**63 - 1))
@@ -94,12 +102,22 @@ def _plausible_tensor(draw: st.DrawFn) -> tensor_pb2.TensorProto:
     rows = draw(st.integers(0, 5))
     width = draw(st.sampled_from([3, 3, 3, 2, 4]))
     count = rows * width + draw(st.sampled_from([0, 0, 0, 1, -1]))
-    values = draw(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32),
-                           min_size=max(0, count), max_size=max(0, count)))
-    proto = tensor_pb2.TensorProto(dtype=draw(st.sampled_from([types_pb2.DT_FLOAT] * 4 + [types_pb2.DT_DOUBLE])),
-                                   tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[
-                                       tensor_shape_pb2.TensorShapeProto.Dim(size=rows),
-                                       tensor_shape_pb2.TensorShapeProto.Dim(size=width)]))
+    values = draw(
+        st.lists(
+            st.floats(allow_nan=True, allow_infinity=True, width=32),
+            min_size=max(0, count),
+            max_size=max(0, count),
+        )
+    )
+    proto = tensor_pb2.TensorProto(
+        dtype=draw(st.sampled_from([types_pb2.DT_FLOAT] * 4 + [types_pb2.DT_DOUBLE])),
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[
+                tensor_shape_pb2.TensorShapeProto.Dim(size=rows),
+                tensor_shape_pb2.TensorShapeProto.Dim(size=width),
+            ]
+        ),
+    )
     if draw(st.booleans()):
         proto.tensor_content = np.asarray(values, np.float32).tobytes()
     else:
@@ -118,19 +136,44 @@ def _tensor() -> st.SearchStrategy[tensor_pb2.TensorProto]:
 
 def _any_tensor() -> st.SearchStrategy[tensor_pb2.TensorProto]:
     dims = st.integers(0, 4) | st.sampled_from([-1, -(2**40), 10**6, 2**31, 2**40, 2**62, 2**63 - 1])
-    typed = ["float_val", "double_val", "int_val", "int64_val", "bool_val", "string_val", "half_val",
-             "uint32_val", "uint64_val"]
+    typed = [
+        "float_val",
+        "double_val",
+        "int_val",
+        "int64_val",
+        "bool_val",
+        "string_val",
+        "half_val",
+        "uint32_val",
+        "uint64_val",
+    ]
 
     @st.composite
     def build(draw: st.DrawFn) -> tensor_pb2.TensorProto:
-        dtype = draw(st.sampled_from([types_pb2.DT_FLOAT, types_pb2.DT_INT64, types_pb2.DT_STRING,
-                                      types_pb2.DT_DOUBLE, types_pb2.DT_INT32, types_pb2.DT_BOOL,
-                                      types_pb2.DT_HALF, types_pb2.DT_UINT8, types_pb2.DT_INVALID])
-                     | st.integers(0, 130))
+        dtype = draw(
+            st.sampled_from(
+                [
+                    types_pb2.DT_FLOAT,
+                    types_pb2.DT_INT64,
+                    types_pb2.DT_STRING,
+                    types_pb2.DT_DOUBLE,
+                    types_pb2.DT_INT32,
+                    types_pb2.DT_BOOL,
+                    types_pb2.DT_HALF,
+                    types_pb2.DT_UINT8,
+                    types_pb2.DT_INVALID,
+                ]
+            )
+            | st.integers(0, 130)
+        )
         shape = draw(st.lists(dims, max_size=5) | st.lists(st.just(1), min_size=30, max_size=40))
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape],
-            unknown_rank=draw(st.sampled_from([False] * 9 + [True]))))
+        proto = tensor_pb2.TensorProto(
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape],
+                unknown_rank=draw(st.sampled_from([False] * 9 + [True])),
+            ),
+        )
         if draw(st.booleans()):
             proto.tensor_content = draw(st.binary(max_size=96))
         for name in draw(st.lists(st.sampled_from(typed), max_size=2, unique=True)):
@@ -173,8 +216,11 @@ def _fill(draw: st.DrawFn, message: Any, field: FieldDescriptor, depth: int) -> 
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         key_field = field.message_type.fields_by_name["key"]
         value_field = field.message_type.fields_by_name["value"]
-        keys = _mostly(st.sampled_from(INPUT_NAMES), _scalar(key_field)) if key_field.type == FD.TYPE_STRING \
+        keys = (
+            _mostly(st.sampled_from(INPUT_NAMES), _scalar(key_field))
+            if key_field.type == FD.TYPE_STRING
             else _scalar(key_field)
+        )
         target = getattr(message, field.name)
         at_least = 1 if field.name in REQUIRED.get(field.containing_type.full_name, ()) else 0
         for key in draw(st.lists(keys, min_size=at_least, max_size=3, unique=True)):
@@ -187,7 +233,9 @@ def _fill(draw: st.DrawFn, message: Any, field: FieldDescriptor, depth: int) -> 
         target = getattr(message, field.name)
         if field.message_type is not None:
             at_least = 1 if field.name in REQUIRED.get(field.containing_type.full_name, ()) else 0
-            for item in draw(st.lists(messages(field.message_type, depth + 1), min_size=at_least, max_size=3)):
+            for item in draw(
+                st.lists(messages(field.message_type, depth + 1), min_size=at_least, max_size=3)
+            ):
                 target.add().CopyFrom(item)
         else:
             target.extend(draw(st.lists(_scalar(field), max_size=4)))

@@ -32,17 +32,24 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc-bad")
-    with ServerProcess.running([f"--model_base_path={model_base / 'linear'}", "--model_name=linear"],
-                               tmp / "server.log") as proc:
+    with ServerProcess.running(
+        [f"--model_base_path={model_base / 'linear'}", "--model_name=linear"], tmp / "server.log"
+    ) as proc:
         yield proc
 
 
 def _claim(shape: list[int], dtype: int = types_pb2.DT_FLOAT, **values: object) -> predict_pb2.PredictRequest:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "linear"
-    req.inputs["x"].CopyFrom(tensor_pb2.TensorProto(
-        dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]), **values))
+    req.inputs["x"].CopyFrom(
+        tensor_pb2.TensorProto(
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+            ),
+            **values,
+        )
+    )
     return req
 
 
@@ -57,11 +64,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_predict_claiming_10e12_elements_with_no_values_is_invalid_argument(
-        server: ServerProcess, channel: grpc.Channel) -> None:
+    server: ServerProcess, channel: grpc.Channel
+) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     before = _peak_rss(server)
-    for request in (_claim([10**6, 10**6]), _claim([10**6, 10**6], float_val=[1.0]),
-                    _claim([10**12, 3], dtype=types_pb2.DT_STRING), _claim([2**40, 2**40, 2**40])):
+    for request in (
+        _claim([10**6, 10**6]),
+        _claim([10**6, 10**6], float_val=[1.0]),
+        _claim([10**12, 3], dtype=types_pb2.DT_STRING),
+        _claim([2**40, 2**40, 2**40]),
+    ):
         assert request.ByteSize() < 64
         with pytest.raises(grpc.RpcError) as info:
             stub.Predict(request, timeout=30)
@@ -74,10 +86,18 @@ def test_a_predict_claiming_10e12_elements_with_no_values_is_invalid_argument(
     assert stub.Predict(ok, timeout=30).outputs["y"].float_val
 
 
-@pytest.mark.parametrize("method", [PREDICT, "/tensorflow.serving.PredictionService/Regress",
-                                    "/tensorflow.serving.ModelService/GetModelStatus",
-                                    "/grpc.health.v1.Health/Check"])
-def test_a_request_that_is_not_a_valid_message_is_invalid_argument(channel: grpc.Channel, method: str) -> None:
+@pytest.mark.parametrize(
+    "method",
+    [
+        PREDICT,
+        "/tensorflow.serving.PredictionService/Regress",
+        "/tensorflow.serving.ModelService/GetModelStatus",
+        "/grpc.health.v1.Health/Check",
+    ],
+)
+def test_a_request_that_is_not_a_valid_message_is_invalid_argument(
+    channel: grpc.Channel, method: str
+) -> None:
     call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
     for garbage in (b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x12\x80\x80\x80\x80\x10"):
         with pytest.raises(grpc.RpcError) as info:
@@ -88,16 +108,22 @@ def test_a_request_that_is_not_a_valid_message_is_invalid_argument(channel: grpc
 
 @pytest.mark.parametrize(
     ("request_", "message"),
-    [(_claim([1, 3], tensor_content=b"\x00" * 11), "tensor_content has 11 bytes"),
-     (_claim([1, 3], float_val=[1.0, 2.0]), "2 values do not fill shape"),
-     (_claim([1, -3]), "negative dimension"),
-     (_claim([1] * 40), "dimensions"),
-     (_claim([0, 10**6, 10**6, 10**6, 2], dtype=types_pb2.DT_INT64), "cannot hold shape"),  # 0 elements, 16 EB
-     (_claim([1, 3], dtype=types_pb2.DT_INT64, int64_val=[1, 2, 3]), "expects DT_FLOAT"),
-     (_claim([1, 3], dtype=types_pb2.DT_HALF, half_val=[1, 2, 3]), "not supported")],
+    [
+        (_claim([1, 3], tensor_content=b"\x00" * 11), "tensor_content has 11 bytes"),
+        (_claim([1, 3], float_val=[1.0, 2.0]), "2 values do not fill shape"),
+        (_claim([1, -3]), "negative dimension"),
+        (_claim([1] * 40), "dimensions"),
+        (
+            _claim([0, 10**6, 10**6, 10**6, 2], dtype=types_pb2.DT_INT64),
+            "cannot hold shape",
+        ),  # 0 elements, 16 EB
+        (_claim([1, 3], dtype=types_pb2.DT_INT64, int64_val=[1, 2, 3]), "expects DT_FLOAT"),
+        (_claim([1, 3], dtype=types_pb2.DT_HALF, half_val=[1, 2, 3]), "not supported"),
+    ],
 )
 def test_tensors_whose_shape_or_dtype_disagree_with_their_contents_are_refused(
-        channel: grpc.Channel, request_: predict_pb2.PredictRequest, message: str) -> None:
+    channel: grpc.Channel, request_: predict_pb2.PredictRequest, message: str
+) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         stub.Predict(request_, timeout=10)
@@ -106,8 +132,10 @@ def test_tensors_whose_shape_or_dtype_disagree_with_their_contents_are_refused(
 
 
 def test_an_unexpected_error_over_grpc_is_internal_logged_and_counted(
-        model_base: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    model_base: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """In process, with a dataplane that fails in a way no ServingError describes."""
+
     async def broken(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")
 
@@ -121,13 +149,23 @@ def test_an_unexpected_error_over_grpc_is_internal_logged_and_counted(
     grpc_server: list[GrpcServer] = []
 
     async def serve() -> None:
-        server = GrpcServer(DataPlane(repo), metrics, TokenAuth(None), "127.0.0.1", port, 1 << 20, 1 << 20,
-                            MemoryBudget(64 << 20))
+        server = GrpcServer(
+            DataPlane(repo),
+            metrics,
+            TokenAuth(None),
+            "127.0.0.1",
+            port,
+            1 << 20,
+            1 << 20,
+            MemoryBudget(64 << 20),
+        )
         grpc_server.append(server)
         await server.start()
         started.set()
 
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True)
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True
+    )
     thread.start()
     assert started.wait(30)
     try:

@@ -24,11 +24,17 @@ from tests.fixtures import ServerProcess
 from tests.service.grpc.fuzz_messages import messages
 
 pytestmark = pytest.mark.slow
-SERVICES = [prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-            health_pb2.DESCRIPTOR.services_by_name["Health"]]
-RPCS = {f"/{s.full_name}/{m.name}": m for s in SERVICES for m in s.methods
-        if not m.server_streaming and m.name != "HandleReloadConfigRequest"}
+SERVICES = [
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+]
+RPCS = {
+    f"/{s.full_name}/{m.name}": m
+    for s in SERVICES
+    for m in s.methods
+    if not m.server_streaming and m.name != "HandleReloadConfigRequest"
+}
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -58,9 +64,11 @@ def _still_serves(channel: grpc.Channel) -> None:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "linear"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones((2, 3), np.float32)))
-    call = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
-                               request_serializer=predict_pb2.PredictRequest.SerializeToString,
-                               response_deserializer=predict_pb2.PredictResponse.FromString)
+    call = channel.unary_unary(
+        "/tensorflow.serving.PredictionService/Predict",
+        request_serializer=predict_pb2.PredictRequest.SerializeToString,
+        response_deserializer=predict_pb2.PredictResponse.FromString,
+    )
     assert len(call(request, timeout=20).outputs["y"].float_val) == 2
 
 
@@ -68,11 +76,15 @@ def _still_serves(channel: grpc.Channel) -> None:
 def test_every_rpc_with_messages_from_its_descriptor(server: ServerProcess, rpc: str) -> None:
     method = RPCS[rpc]
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        call = channel.unary_unary(rpc, request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=None)
+        call = channel.unary_unary(
+            rpc, request_serializer=lambda m: m.SerializeToString(), response_deserializer=None
+        )
 
-        @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                          HealthCheck.data_too_large])
+        @settings(
+            max_examples=250,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
         @given(request=messages(method.input_type))
         def run(request: object) -> None:
             assert _code(call, request, 20) not in BAD, request
@@ -94,8 +106,11 @@ def test_reload_config_with_generated_configs(server: ServerProcess, model_base:
     rpc = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
     descriptor = model_management_pb2.ReloadConfigRequest.DESCRIPTOR
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        call = channel.unary_unary(rpc, request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=model_management_pb2.ReloadConfigResponse.FromString)
+        call = channel.unary_unary(
+            rpc,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=model_management_pb2.ReloadConfigResponse.FromString,
+        )
 
         @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(request=messages(descriptor))

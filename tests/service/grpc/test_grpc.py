@@ -52,8 +52,12 @@ def _predict_request(name: str = "linear", **spec: object) -> predict_pb2.Predic
     return req
 
 
-@pytest.mark.parametrize("spec", [{}, {"version": 1}, {"version_label": "stable"}, {"signature_name": "serving_default"}])
-def test_predict_by_name_version_label(channel: grpc.Channel, model_base: Path, spec: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    "spec", [{}, {"version": 1}, {"version_label": "stable"}, {"signature_name": "serving_default"}]
+)
+def test_predict_by_name_version_label(
+    channel: grpc.Channel, model_base: Path, spec: dict[str, object]
+) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     response = stub.Predict(_predict_request(**spec), timeout=10)
     y = response.outputs["y"]
@@ -124,7 +128,8 @@ def test_metadata_and_status(channel: grpc.Channel) -> None:
     assert set(defs.signature_def) == {"serving_default", "regress"}
     assert defs.signature_def["regress"].method_name == "tensorflow/serving/regress"
     status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
-        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "linear"}), timeout=10)
+        get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "linear"}), timeout=10
+    )
     assert [(s.version, s.state) for s in status.model_version_status] == [(1, 30)]
     assert status.model_version_status[0].status.error_code == 0
 
@@ -134,12 +139,21 @@ def test_metadata_and_status(channel: grpc.Channel) -> None:
     [
         (_predict_request("nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
         (_predict_request(version=7), grpc.StatusCode.NOT_FOUND, "Specific(linear, 7)"),
-        (_predict_request(version_label="zzz"), grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label"),
-        (_predict_request(signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.'),
+        (
+            _predict_request(version_label="zzz"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label",
+        ),
+        (
+            _predict_request(signature_name="nope"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "nope" not found.',
+        ),
     ],
 )
-def test_errors_as_tf_serving_codes(channel: grpc.Channel, request_: predict_pb2.PredictRequest,
-                                    code: grpc.StatusCode, message: str) -> None:
+def test_errors_as_tf_serving_codes(
+    channel: grpc.Channel, request_: predict_pb2.PredictRequest, code: grpc.StatusCode, message: str
+) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         stub.Predict(request_, timeout=10)
@@ -183,9 +197,15 @@ def test_health_reflection_and_metrics(channel: grpc.Channel, server: ServerProc
         status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
         assert status == health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-    answer = next(iter(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))))
+    answer = next(
+        iter(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    )
     names = {s.name for s in answer.list_services_response.service}
-    assert {"tensorflow.serving.PredictionService", "tensorflow.serving.ModelService", "grpc.health.v1.Health"} <= names
+    assert {
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
+        "grpc.health.v1.Health",
+    } <= names
     text = httpx.get(f"{server.url}/metrics").text
     assert 'api="Predict",code="OK",model="linear",transport="grpc",version="1"' in text
     assert 'api="Predict",code="NOT_FOUND",model="nope",transport="grpc"' in text

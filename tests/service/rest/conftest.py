@@ -17,8 +17,13 @@ from service.repository import ModelRepository
 from service.rest.app import create_app
 
 
-def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20,
-                memory: MemoryBudget | None = None, raise_server_exceptions: bool = True) -> TestClient:
+def make_client(
+    base: Path,
+    token: str | None = None,
+    max_body: int = 1 << 20,
+    memory: MemoryBudget | None = None,
+    raise_server_exceptions: bool = True,
+) -> TestClient:
     configs = model_config.parse(f"""
         model_config_list {{
           config {{ name: 'linear' base_path: '{base / "linear"}'
@@ -30,8 +35,14 @@ def make_client(base: Path, token: str | None = None, max_body: int = 1 << 20,
     repo = ModelRepository(configs, poll_seconds=-1, settle_seconds=0, listener=metrics.model_state)
     repo.poll_once()
     assert repo.ready()
-    app = create_app(DataPlane(repo), metrics, TokenAuth(token), max_body, "test",
-                     memory or MemoryBudget(256 << 20, metrics.memory_refused))
+    app = create_app(
+        DataPlane(repo),
+        metrics,
+        TokenAuth(token),
+        max_body,
+        "test",
+        memory or MemoryBudget(256 << 20, metrics.memory_refused),
+    )
     return TestClient(app, raise_server_exceptions=raise_server_exceptions)
 
 

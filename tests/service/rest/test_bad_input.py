@@ -26,12 +26,16 @@ def test_examples_with_invalid_base64_are_400_not_500(client: TestClient, verb: 
     model = "linear" if verb == "regress" else "multi"
     r = client.post(f"/v1/models/{model}:{verb}", json={"examples": [{"x": {"b64": "a"}}]})
     assert "example 0: feature 'x': invalid base64" in _error(r, 400)
-    r = client.post(f"/v1/models/{model}:{verb}", json={"examples": [{"f": 1.0}], "context": {"c": {"b64": "!"}}})
+    r = client.post(
+        f"/v1/models/{model}:{verb}", json={"examples": [{"f": 1.0}], "context": {"c": {"b64": "!"}}}
+    )
     assert "context: feature 'c': invalid base64" in _error(r, 400)
 
 
 def test_regress_with_a_feature_of_the_wrong_length_names_the_feature(client: TestClient) -> None:
-    r = client.post("/v1/models/linear:regress", json={"examples": [{"x0": [1.0, 2.0], "x1": 1.0, "x2": 1.0}]})
+    r = client.post(
+        "/v1/models/linear:regress", json={"examples": [{"x0": [1.0, 2.0], "x1": 1.0, "x2": 1.0}]}
+    )
     message = _error(r, 400)
     assert "Key: x0" in message
     assert "Graph execution error" not in message
@@ -53,20 +57,45 @@ def test_a_number_too_big_for_a_double_is_a_parse_error_not_infinity(client: Tes
         ({"id": 42}, "'id' must be a string"),
         ({"inputs": {"name": "x"}}, "'inputs' must be a non-empty list"),
         ({"inputs": ["x"]}, "inputs[0] must be an object"),
-        ({"inputs": [{"name": 3, "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, "inputs[0] needs 'name'"),
-        ({"inputs": [{"name": "x", "shape": "1,3", "datatype": "FP32", "data": [1, 2, 3]}]}, "inputs[0].shape"),
-        ({"inputs": [{"name": "x", "shape": [1, "3"], "datatype": "FP32", "data": [1, 2, 3]}]}, "inputs[0].shape[1]"),
-        ({"inputs": [{"name": "x", "shape": [1, True], "datatype": "FP32", "data": [1]}]}, "inputs[0].shape[1]"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": 32, "data": [1, 2, 3]}]}, "inputs[0].datatype"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FLOAT32", "data": [1, 2, 3]}]}, "inputs[0].datatype"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3], "parameters": 7}]},
-         "inputs[0].parameters"),
+        (
+            {"inputs": [{"name": 3, "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            "inputs[0] needs 'name'",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": "1,3", "datatype": "FP32", "data": [1, 2, 3]}]},
+            "inputs[0].shape",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, "3"], "datatype": "FP32", "data": [1, 2, 3]}]},
+            "inputs[0].shape[1]",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, True], "datatype": "FP32", "data": [1]}]},
+            "inputs[0].shape[1]",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": 32, "data": [1, 2, 3]}]},
+            "inputs[0].datatype",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FLOAT32", "data": [1, 2, 3]}]},
+            "inputs[0].datatype",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3], "parameters": 7}
+                ]
+            },
+            "inputs[0].parameters",
+        ),
         ({"outputs": {"name": "y"}}, "'outputs' must be a list"),
         ({"outputs": [{"name": "y", "parameters": ["binary_data"]}]}, "outputs[0].parameters"),
     ],
 )
-def test_v2_fields_of_the_wrong_json_type_are_400_naming_the_field(client: TestClient, doc: dict[str, object],
-                                                                    field: str) -> None:
+def test_v2_fields_of_the_wrong_json_type_are_400_naming_the_field(
+    client: TestClient, doc: dict[str, object], field: str
+) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], **doc}
     assert field in _error(client.post("/v2/models/linear/infer", json=body), 400)
 
@@ -79,7 +108,9 @@ def test_v2_shapes_numpy_cannot_hold_are_400(client: TestClient, shape: list[int
 
 
 def test_lone_surrogates_in_strings_and_feature_names_are_400(client: TestClient) -> None:
-    r = client.post("/v1/models/multi:predict", content=b'{"instances": [{"a": [1, 2], "b": 1, "s": "\\ud83d"}]}')
+    r = client.post(
+        "/v1/models/multi:predict", content=b'{"instances": [{"a": [1, 2], "b": 1, "s": "\\ud83d"}]}'
+    )
     assert "lone surrogate" in _error(r, 400)
     r = client.post("/v1/models/multi:classify", content=b'{"examples": [{"\\udc00": 1.0}]}')
     assert "feature name: string is not valid Unicode" in _error(r, 400)
@@ -102,13 +133,23 @@ def test_a_truncated_gzip_body_is_400(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "body"),
-    [("POST", "/v1/models/linear:predict", {"instances": [[1.0, 2.0, 3.0]]}),
-     ("POST", "/v2/models/linear/infer", {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
-                                                       "data": [1, 2, 3]}]})],
+    [
+        ("POST", "/v1/models/linear:predict", {"instances": [[1.0, 2.0, 3.0]]}),
+        (
+            "POST",
+            "/v2/models/linear/infer",
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+        ),
+    ],
 )
-def test_an_unexpected_error_is_a_json_500_logged_and_counted(model_base: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture, method: str,
-                                                               path: str, body: object) -> None:
+def test_an_unexpected_error_is_a_json_500_logged_and_counted(
+    model_base: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: object,
+) -> None:
     async def broken(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")
 
@@ -127,7 +168,10 @@ def test_client_chosen_model_names_cannot_grow_the_metrics_without_bound(model_b
         for i in range(40):
             assert c.post(f"/v1/models/m{i}:predict", json={"instances": [[1.0]]}).status_code == 404
         text = c.get("/metrics").text
-        names = {line.split('model="', 1)[1].split('"', 1)[0] for line in text.splitlines()
-                 if line.startswith("modelship_requests_total{")}
+        names = {
+            line.split('model="', 1)[1].split('"', 1)[0]
+            for line in text.splitlines()
+            if line.startswith("modelship_requests_total{")
+        }
         assert len(names) == 17, names  # the first 16 unknown names, then "(other)"
         assert "(other)" in names

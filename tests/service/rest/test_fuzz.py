@@ -38,24 +38,61 @@ def _check(r: httpx.Response) -> None:
         assert set(body) == {"error"}, body
         assert isinstance(body["error"], str)
 
+
 PATHS = [
-    "/v1/models/linear:predict", "/v1/models/linear/versions/1:predict", "/v1/models/linear/labels/stable:predict",
-    "/v1/models/multi:predict", "/v1/models/linear:regress", "/v1/models/multi:classify",
-    "/v1/models/linear", "/v1/models/linear/metadata", "/v1/models/nope:predict",
-    "/v2/models/linear/infer", "/v2/models/multi/versions/1/infer", "/v2/models/linear",
-    "/v2/models/linear/ready", "/v2/health/ready", "/v2", "/metrics",
+    "/v1/models/linear:predict",
+    "/v1/models/linear/versions/1:predict",
+    "/v1/models/linear/labels/stable:predict",
+    "/v1/models/multi:predict",
+    "/v1/models/linear:regress",
+    "/v1/models/multi:classify",
+    "/v1/models/linear",
+    "/v1/models/linear/metadata",
+    "/v1/models/nope:predict",
+    "/v2/models/linear/infer",
+    "/v2/models/multi/versions/1/infer",
+    "/v2/models/linear",
+    "/v2/models/linear/ready",
+    "/v2/health/ready",
+    "/v2",
+    "/metrics",
 ]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
-keys = st.sampled_from(["instances", "inputs", "signature_name", "examples", "context", "outputs", "id",
-                        "name", "shape", "datatype", "data", "b64", "a", "b", "s", "x"])
+keys = st.sampled_from(
+    [
+        "instances",
+        "inputs",
+        "signature_name",
+        "examples",
+        "context",
+        "outputs",
+        "id",
+        "name",
+        "shape",
+        "datatype",
+        "data",
+        "b64",
+        "a",
+        "b",
+        "s",
+        "x",
+    ]
+)
 structured = st.dictionaries(keys, json_values, max_size=5)
-v2_inputs = st.fixed_dictionaries({"inputs": st.lists(st.dictionaries(keys, json_values, max_size=5), max_size=3)})
+v2_inputs = st.fixed_dictionaries(
+    {"inputs": st.lists(st.dictionaries(keys, json_values, max_size=5), max_size=3)}
+)
 
 
 def _encode(doc: Any) -> bytes:
@@ -67,9 +104,16 @@ bodies = st.one_of(
     json_values.map(_encode),
     structured.map(_encode),
     v2_inputs.map(_encode),
-    st.sampled_from([b"{" * 5000, b"[" * 100000, b'{"instances": ' + b"[" * 3000 + b"]" * 3000 + b"}",
-                     b'{"instances": [[1e999, -1e999, 1]]}', b'{"instances": [[1, 2, 3]]}' + b"\x00",
-                     "{\"instances\": [[\"\ud83d\", 1, 2]]}".encode("utf-8", "surrogatepass")]),
+    st.sampled_from(
+        [
+            b"{" * 5000,
+            b"[" * 100000,
+            b'{"instances": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+            b'{"instances": [[1e999, -1e999, 1]]}',
+            b'{"instances": [[1, 2, 3]]}' + b"\x00",
+            '{"instances": [["\ud83d", 1, 2]]}'.encode("utf-8", "surrogatepass"),
+        ]
+    ),
 )
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 paths = st.sampled_from(PATHS) | st.text(alphabet="/:abcv1%.\\", max_size=40).map(lambda t: "/v1" + t)
@@ -89,8 +133,11 @@ def test_every_endpoint_in_its_own_grammar(client: TestClient, endpoint: str) ->
     assert ok.status_code == 200
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                    HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(method=methods, path=paths, body=bodies)
 def test_no_5xx_in_process(client: TestClient, method: str, path: str, body: bytes) -> None:
     _check(client.request(method, path, content=body, headers={"content-type": "application/json"}))

@@ -27,8 +27,13 @@ def test_model_ready_and_metadata(client: TestClient) -> None:
 def test_infer_flat_and_nested_with_id(client: TestClient) -> None:
     v1 = client.post("/v1/models/linear:predict", json={"instances": [[1, 2, 3], [4, 5, 6]]}).json()
     for data in ([1, 2, 3, 4, 5, 6], [[1, 2, 3], [4, 5, 6]]):
-        r = client.post("/v2/models/linear/versions/1/infer",
-                        json={"id": "req-1", "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": data}]})
+        r = client.post(
+            "/v2/models/linear/versions/1/infer",
+            json={
+                "id": "req-1",
+                "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": data}],
+            },
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["id"] == "req-1"
@@ -40,11 +45,17 @@ def test_infer_flat_and_nested_with_id(client: TestClient) -> None:
 
 
 def test_infer_output_filter_on_multi(client: TestClient) -> None:
-    r = client.post("/v2/models/multi/infer", json={
-        "inputs": [{"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
-                   {"name": "b", "shape": [1], "datatype": "INT64", "data": [3]},
-                   {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["abc"]}],
-        "outputs": [{"name": "length"}]})
+    r = client.post(
+        "/v2/models/multi/infer",
+        json={
+            "inputs": [
+                {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+                {"name": "b", "shape": [1], "datatype": "INT64", "data": [3]},
+                {"name": "s", "shape": [1], "datatype": "BYTES", "data": ["abc"]},
+            ],
+            "outputs": [{"name": "length"}],
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["outputs"] == [{"name": "length", "shape": [1], "datatype": "INT32", "data": [3]}]
 
@@ -53,12 +64,34 @@ def test_infer_output_filter_on_multi(client: TestClient) -> None:
     ("body", "status", "message"),
     [
         ({"inputs": []}, 400, "non-empty list"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}, 400, "expects 'FP32'"),
-        ({"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, 400, "needs 6 values"),
-        ({"inputs": [{"name": "q", "shape": [1], "datatype": "FP32", "data": [1]}]}, 400, "unexpected input 'q'"),
-        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "outputs": [{"name": "zz"}]},
-         400, "output tensor alias not found"),
-        ({"inputs": [{"name": "x", "shape": [-1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}, 400, "non-negative"),
+        (
+            {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+            400,
+            "expects 'FP32'",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            400,
+            "needs 6 values",
+        ),
+        (
+            {"inputs": [{"name": "q", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            400,
+            "unexpected input 'q'",
+        ),
+        (
+            {
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                "outputs": [{"name": "zz"}],
+            },
+            400,
+            "output tensor alias not found",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [-1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
+            400,
+            "non-negative",
+        ),
     ],
 )
 def test_infer_errors(client: TestClient, body: object, status: int, message: str) -> None:
