@@ -17,7 +17,7 @@ from service.memory import MemoryBudget
 from service.metrics import CONTENT_TYPE, Metrics
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, respond
 from service.rest.v1 import V1Handler
-from service.rest.v2 import build_router
+from service.rest.v2 import V2Endpoints, build_router
 
 log = logging.getLogger(__name__)
 
@@ -112,5 +112,5 @@ def create_app(
             include_in_schema=path == "/metrics",
             summary="Prometheus metrics",
         )
-    api.include_router(build_router(dataplane, metrics, auth, max_body, version, memory))
+    api.include_router(build_router(V2Endpoints(dataplane, metrics, auth, max_body, version, memory)))
     return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), api)

@@ -24,81 +24,81 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(jsonio.dumps(body), status_code=status, media_type="application/json")
 
 
-def build_router(
-    dataplane: DataPlane,
-    metrics: Metrics,
-    auth: TokenAuth,
-    max_body: int,
-    server_version: str,
-    memory: MemoryBudget,
-) -> APIRouter:
-    """Routes of the V2 protocol; inference and metadata need the token, health does not."""
-    router = APIRouter(prefix="/v2", tags=["v2"])
+class V2Endpoints:
+    """The V2 protocol's handlers over one dataplane; :func:`build_router` routes them."""
 
-    def resolve(request: Request, name: str, version: str | None) -> Servable:
-        auth.check(request.headers.get("authorization", "").encode() or None)
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        metrics: Metrics,
+        auth: TokenAuth,
+        max_body: int,
+        server_version: str,
+        memory: MemoryBudget,
+    ) -> None:
+        self.dataplane = dataplane
+        self.metrics = metrics
+        self.auth = auth
+        self.max_body = max_body
+        self.server_version = server_version
+        self.memory = memory
+
+    def _resolve(self, request: Request, name: str, version: str | None) -> Servable:
+        self.auth.check(request.headers.get("authorization", "").encode() or None)
         if version is not None and not version.isdigit():
             raise InvalidArgument(f"version must be an integer, got {version!r}")
-        return dataplane.resolve(ModelRef(name, int(version) if version else None))
+        return self.dataplane.resolve(ModelRef(name, int(version) if version else None))
 
-    @router.get("", summary="Server metadata")
-    async def server_metadata() -> Response:
-        return json_response({"name": "modelship", "version": server_version, "extensions": []})
+    async def server_metadata(self) -> Response:
+        return json_response({"name": "modelship", "version": self.server_version, "extensions": []})
 
-    @router.get("/health/live", summary="Liveness: the process serves HTTP")
-    async def live() -> Response:
+    async def live(self) -> Response:
         return json_response({"live": True})
 
-    @router.get("/health/ready", summary="Readiness: every model has an AVAILABLE version")
-    async def ready() -> Response:
-        ok = dataplane.ready()
+    async def ready(self) -> Response:
+        ok = self.dataplane.ready()
         return json_response({"ready": ok}, 200 if ok else 503)
 
-    @router.get("/models", summary="List configured models")
-    async def list_models(request: Request) -> Response:
-        auth.check(request.headers.get("authorization", "").encode() or None)
-        return json_response({"models": dataplane.list_models()})
+    async def list_models(self, request: Request) -> Response:
+        self.auth.check(request.headers.get("authorization", "").encode() or None)
+        return json_response({"models": self.dataplane.list_models()})
 
-    async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
+    async def model_ready(self, request: Request, name: str, version: str | None = None) -> Response:
         try:
-            servable = resolve(request, name, version)
+            servable = self._resolve(request, name, version)
         except ServingError as exc:
             if exc.code not in (Code.NOT_FOUND, Code.UNAVAILABLE):
                 raise
             return json_response({"name": name, "ready": False}, 503)
-        return json_response(
-            {"name": name, "version": str(servable.version), "ready": not dataplane.draining}
-        )
+        ready = not self.dataplane.draining
+        return json_response({"name": name, "version": str(servable.version), "ready": ready})
 
-    async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
-        servable = resolve(request, name, version)
+    async def model_metadata(self, request: Request, name: str, version: str | None = None) -> Response:
+        servable = self._resolve(request, name, version)
         info = servable.signature(None)
+        statuses = self.dataplane.model_status(ModelRef(name))
         return json_response(
             {
                 "name": servable.name,
-                "versions": [
-                    str(v.version)
-                    for v in dataplane.model_status(ModelRef(name))
-                    if v.state == State.AVAILABLE
-                ],
+                "versions": [str(v.version) for v in statuses if v.state == State.AVAILABLE],
                 "platform": PLATFORM,
                 "inputs": [v2_codec.tensor_metadata(t) for t in info.inputs.values()],
                 "outputs": [v2_codec.tensor_metadata(t) for t in info.outputs.values()],
             }
         )
 
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+    async def infer(self, request: Request, name: str, version: str | None = None) -> Response:
         started = time.perf_counter()
         code, model_version = Code.OK, ""
-        reservation = memory.reservation()
+        reservation = self.memory.reservation()
         try:
-            servable = resolve(request, name, version)
+            servable = self._resolve(request, name, version)
             model_version = str(servable.version)
-            body = await read_body(request.scope, request.receive, max_body, reservation)
+            body = await read_body(request.scope, request.receive, self.max_body, reservation)
             reservation.take(jsonio.parse_cost(body), "parsing the JSON request body")
             info = servable.signature(None)
             decoded = v2_codec.decode_request(jsonio.loads(body), info)
-            result = await dataplane.predict(servable, info, decoded.inputs, decoded.outputs)
+            result = await self.dataplane.predict(servable, info, decoded.inputs, decoded.outputs)
             reply: dict[str, Any] = {
                 "model_name": servable.name,
                 "model_version": model_version,
@@ -113,29 +113,34 @@ def build_router(
             raise
         finally:
             reservation.release()
-            metrics.observe(
-                dataplane.metrics_name(name),
-                model_version,
-                "infer",
-                code,
-                "rest",
-                time.perf_counter() - started,
-            )
+            seconds = time.perf_counter() - started
+            model = self.dataplane.metrics_name(name)
+            self.metrics.observe(model, model_version, "infer", code, "rest", seconds)
 
+
+def build_router(endpoints: V2Endpoints) -> APIRouter:
+    """Routes of the V2 protocol; inference and metadata need the token, health does not."""
+    router = APIRouter(prefix="/v2", tags=["v2"])
+    get, post = ["GET"], ["POST"]
+    router.add_api_route("", endpoints.server_metadata, methods=get, summary="Server metadata")
+    router.add_api_route(
+        "/health/live", endpoints.live, methods=get, summary="Liveness: the process serves HTTP"
+    )
+    router.add_api_route(
+        "/health/ready",
+        endpoints.ready,
+        methods=get,
+        summary="Readiness: every model has an AVAILABLE version",
+    )
+    router.add_api_route("/models", endpoints.list_models, methods=get, summary="List configured models")
     for suffix in ("", "/versions/{version}"):
+        path = f"/models/{{name}}{suffix}"
+        router.add_api_route(f"{path}/ready", endpoints.model_ready, methods=get, summary="Model readiness")
+        router.add_api_route(path, endpoints.model_metadata, methods=get, summary="Model metadata")
         router.add_api_route(
-            f"/models/{{name}}{suffix}/ready", model_ready, methods=["GET"], summary="Model readiness"
-        )
-        router.add_api_route(
-            f"/models/{{name}}{suffix}", model_metadata, methods=["GET"], summary="Model metadata"
-        )
-        router.add_api_route(
-            f"/models/{{name}}{suffix}/infer",
-            infer,
-            methods=["POST"],
-            summary="Inference (Open Inference Protocol)",
+            f"{path}/infer", endpoints.infer, methods=post, summary="Inference (Open Inference Protocol)"
         )
     return router
 
 
-__all__ = ["build_router"]
+__all__ = ["V2Endpoints", "build_router"]
