@@ -66,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run-dir", type=Path, required=True, help="run directory written by `train`")
     e.add_argument(
         "--base-path",
-        type=Path,
         required=True,
-        help="root of model base paths; the version lands in BASE/NAME/VERSION",
+        help="root of model base paths, a directory or s3://bucket/path or gs://bucket/path; "
+        "the version lands in BASE/NAME/VERSION (in a bucket: files first, manifest.json last)",
     )
     e.add_argument("--name", default="linear", help="model name (the servable name)")
     e.add_argument("--version", type=int, help="version number (default: the next integer)")

@@ -3,7 +3,8 @@
 Layout: ``<base>/<name>/<version>/`` holding ``saved_model.pb``, ``variables/``,
 ``assets.extra/tf_serving_warmup_requests`` and ``manifest.json``. An export is written to a hidden
 temporary directory beside the version and renamed into place, so a server polling the base path
-never sees a half-written version.
+never sees a half-written version. To a bucket (:func:`publish`), the version is written locally
+the same way and then uploaded, ``manifest.json`` last (:mod:`model.publish`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from model import manifest
 from model.errors import ExportError
+from model.publish import existing_versions as bucket_versions
+from model.publish import upload_version
+from model.storage import ObjectURL
 
 REGRESS_METHOD = "tensorflow/serving/regress"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -108,6 +112,29 @@ def export(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def publish(
+    saved_model_dir: Path,
+    base_url: ObjectURL,
+    name: str,
+    manifest_body: dict[str, Any],
+    version: int | None = None,
+    warmup: tuple[str, np.ndarray] | None = None,
+) -> str:
+    """Export to ``<base_url>/<name>/<version>/`` in object storage; return the version's URL."""
+    if not name or "/" in name or name.startswith("."):
+        raise ExportError(f"invalid model name {name!r}")
+    model_url = base_url.child(name)
+    taken = bucket_versions(model_url)
+    if version is None:
+        version = max(taken, default=0) + 1
+    if version in taken:
+        raise ExportError(f"version {version} already exists at {model_url.child(str(version))}")
+    with tempfile.TemporaryDirectory(prefix="modelship-publish-") as tmp:
+        local = export(saved_model_dir, Path(tmp), name, manifest_body, version, warmup)
+        upload_version(local, model_url.child(str(version)))
+    return str(model_url.child(str(version)))
 
 
 def _fsync_tree(root: Path) -> None:

@@ -51,11 +51,22 @@ def read(version_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        return parse(path.read_bytes())
+    except OSError as exc:
+        raise ManifestError(f"unreadable {MANIFEST_NAME}: {exc}") from None
+
+
+def parse(raw: bytes) -> dict[str, Any]:
+    """A manifest from its bytes (as read from a file or an object store); raise :class:`ManifestError`."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
         raise ManifestError(f"unreadable {MANIFEST_NAME}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         raise ManifestError(f"{MANIFEST_NAME} is not a {FORMAT} manifest")
+    files = data["files"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise ManifestError(f"{MANIFEST_NAME}: 'files' must map relative paths to sha256 hex digests")
     return data
 
 

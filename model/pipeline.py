@@ -20,6 +20,7 @@ from model.data import Dataset
 from model.errors import ExportError
 from model.linear import TrainConfig, train
 from model.metrics import QualityGate, RegressionMetrics, regression_metrics
+from model.storage import ObjectURL, is_object_url
 
 RUN_FILE = "run.json"
 
@@ -80,9 +81,9 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 
 def export_run(
-    run_dir: Path, base_path: Path, name: str, gate: QualityGate, version: int | None = None
-) -> Path:
-    """Refuse the run if it misses ``gate``; otherwise export it and return the version dir."""
+    run_dir: Path, base_path: Path | str, name: str, gate: QualityGate, version: int | None = None
+) -> Path | str:
+    """Refuse the run if it misses ``gate``; otherwise export it and return the version's path or URL."""
     run = load_run(run_dir)
     gate.check(
         RegressionMetrics(
@@ -96,7 +97,12 @@ def export_run(
         for k in ("model_type", "metrics", "feature_names", "target_name", "input_schema", "training")
     }
     body["quality_gate"] = asdict(gate)
-    return exporter.export(run_dir / "saved_model", base_path, name, body, version, warmup=("x", example))
+    warmup = ("x", example)
+    if is_object_url(str(base_path)):
+        return exporter.publish(
+            run_dir / "saved_model", ObjectURL.parse(str(base_path)), name, body, version, warmup
+        )
+    return exporter.export(run_dir / "saved_model", Path(base_path), name, body, version, warmup=warmup)
 
 
 def _write_csv(path: Path, data: Dataset) -> None:

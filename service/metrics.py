@@ -8,6 +8,11 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 * ``modelship_internal_errors_total{transport}``: requests that hit an unexpected server error
 * ``modelship_memory_budget_bytes``, ``modelship_memory_in_use_bytes`` and
   ``modelship_memory_refusals_total{reason}``: the in-flight memory budget (``service.memory``)
+* ``modelship_model_source_up{model}`` (0 while its base path cannot be listed),
+  ``modelship_model_source_errors_total{model}``,
+  ``modelship_model_source_last_success_timestamp_seconds{model}``,
+  ``modelship_model_source_requests_total{model,op}`` (object storage: ``list``, ``get``) and
+  ``modelship_model_cache_bytes`` / ``modelship_model_cache_limit_bytes``: model sources
 * ``:tensorflow:serving:request_count{model_name,status}`` and
   ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` (microseconds), as TF Serving
   names them, so existing dashboards keep working.
@@ -16,7 +21,7 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +38,9 @@ from prometheus_client.registry import Collector
 from service.errors import Code
 from service.memory import MemoryBudget
 from service.repository import State
+
+if TYPE_CHECKING:
+    from service.repository import ModelRepository
 
 _LATENCY_BUCKETS = (
     0.0002,
@@ -139,6 +147,10 @@ class Metrics:
         self.memory_budget.set(budget.limit)
         self.memory_in_use.set_function(lambda: budget.in_use)
 
+    def watch_repository(self, repository: ModelRepository) -> None:
+        """Export the health of every model's source and the download cache, read at scrape time."""
+        self.registry.register(_SourceCollector(repository))
+
     def memory_refused(self, reason: str) -> None:
         self.memory_refusals.labels(reason).inc()
 
@@ -163,3 +175,43 @@ class _TFRequestCount(Collector):
                 ":tensorflow:serving:request_count", {"model_name": model, "status": status}, value
             )
         yield metric
+
+
+class _SourceCollector(Collector):
+    """Model sources' health and object-storage request counts, read from the repository."""
+
+    def __init__(self, repository: ModelRepository) -> None:
+        self._repository = repository
+
+    def collect(self) -> Iterable[Metric]:
+        up = Metric(
+            "modelship_model_source_up", "1 while the model's base path lists, 0 while it fails", "gauge"
+        )
+        errors = Metric(
+            "modelship_model_source_errors", "Failed listings of the model's base path", "counter"
+        )
+        last = Metric(
+            "modelship_model_source_last_success_timestamp_seconds",
+            "Unix time of the last good listing of the model's base path",
+            "gauge",
+        )
+        for model in self._repository.model_names():
+            health = self._repository.source_health(model)
+            labels = {"model": model}
+            up.add_sample("modelship_model_source_up", labels, 0 if health.error else 1)
+            errors.add_sample("modelship_model_source_errors_total", labels, health.failures_total)
+            if health.last_success is not None:
+                last.add_sample(last.name, labels, health.last_success)
+        requests = Metric(
+            "modelship_model_source_requests",
+            "Requests sent to object storage by model and operation",
+            "counter",
+        )
+        for (model, op), count in sorted(self._repository.source_requests().items()):
+            requests.add_sample("modelship_model_source_requests_total", {"model": model, "op": op}, count)
+        cache = self._repository.cache
+        used = Metric("modelship_model_cache_bytes", "Bytes in the object-storage download cache", "gauge")
+        used.add_sample("modelship_model_cache_bytes", {}, cache.usage())
+        limit = Metric("modelship_model_cache_limit_bytes", "Bound of the download cache (0: none)", "gauge")
+        limit.add_sample("modelship_model_cache_limit_bytes", {}, cache.max_bytes or 0)
+        yield from (up, errors, last, requests, used, limit)

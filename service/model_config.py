@@ -23,6 +23,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from model.storage import ObjectURL, StorageError, is_object_url
 from service.errors import InvalidArgument
 
 LABEL_RE = re.compile(r"^[a-zA-Z0-9_\-]+$")
@@ -51,13 +52,14 @@ class ModelConfig:
     """One served model: its name, base path, version policy and version labels."""
 
     name: str
-    base_path: Path
+    base_path: str
+    """A directory, or an ``s3://`` / ``gs://`` URL (see :mod:`model.storage`)."""
     policy: VersionPolicy = VersionPolicy()
     labels: dict[str, int] = field(default_factory=dict)
 
 
-def single(name: str, base_path: Path) -> list[ModelConfig]:
-    return [ModelConfig(name=name, base_path=base_path)]
+def single(name: str, base_path: str | Path) -> list[ModelConfig]:
+    return [ModelConfig(name=name, base_path=str(base_path))]
 
 
 def parse(text: str, origin: str = "model config") -> list[ModelConfig]:
@@ -87,7 +89,13 @@ def parse(text: str, origin: str = "model config") -> list[ModelConfig]:
         for label in entry.version_labels:
             if not LABEL_RE.match(label):
                 raise InvalidArgument(f"{origin}: model {entry.name!r}: invalid label {label!r}")
-        out.append(ModelConfig(entry.name, Path(entry.base_path), _policy(entry), dict(entry.version_labels)))
+        base_path = entry.base_path
+        if is_object_url(base_path):
+            try:
+                ObjectURL.parse(base_path)
+            except StorageError as exc:
+                raise InvalidArgument(f"{origin}: model {entry.name!r}: {exc}") from None
+        out.append(ModelConfig(entry.name, base_path, _policy(entry), dict(entry.version_labels)))
     if not out:
         raise InvalidArgument(f"{origin}: no models configured")
     return out

@@ -79,7 +79,11 @@ class ModelServer:
             enable_warmup=settings.enable_model_warmup,
             listener=self.metrics.model_state,
             fast_runtime=settings.runtime == "auto",
+            remote_poll_seconds=settings.object_store_poll_wait_seconds,
+            cache_dir=settings.model_cache_dir,
+            cache_max_bytes=settings.model_cache_max_bytes,
         )
+        self.metrics.watch_repository(self.repository)
         batching = (
             BatchingParameters.load(settings.batching_parameters_file, available_cpus())
             if settings.enable_batching

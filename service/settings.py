@@ -8,10 +8,12 @@ the served base path is ``$MODEL_BASE_PATH/$MODEL_NAME``. Unknown ``MODELSHIP_*`
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.model_config import ModelConfig, load_file, single
@@ -32,6 +34,7 @@ TOOLING_ENV = frozenset(
         "MODELSHIP_DOCKERD_NICE",
         "MODELSHIP_DOCKERD_WAIT",
         "MODELSHIP_ETCD_VERSION",
+        "MODELSHIP_FAKE_GCS_VERSION",
         "MODELSHIP_GHZ_VERSION",
         "MODELSHIP_HELM",
         "MODELSHIP_HELM_VERSION",
@@ -55,6 +58,26 @@ TOOLING_ENV = frozenset(
 )
 
 
+_QUANTITY = re.compile(r"^\s*(\d+)\s*([KMGTPE]i?|k)?\s*$")
+_UNITS = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+def parse_bytes(value: object) -> object:
+    """An int, or a Kubernetes quantity such as ``512Mi`` or ``4G`` (the chart passes its sizeLimit)."""
+    if not isinstance(value, str):
+        return value
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a byte count (e.g. 4294967296, 4Gi or 512Mi)")
+    number, unit = int(match.group(1)), match.group(2) or ""
+    if unit.endswith("i"):
+        return number * 1024 ** ("KMGTPE".index(unit[0]) + 1)
+    return number * _UNITS.get(unit, 1)
+
+
+ByteCount = Annotated[int, BeforeValidator(parse_bytes)]
+
+
 class Settings(BaseSettings):
     """Every knob of the server; flags override environment, environment overrides defaults."""
 
@@ -70,11 +93,13 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("model_name", "MODELSHIP_MODEL_NAME", "MODEL_NAME"),
         description="Name of the single served model (without a config file).",
     )
-    model_base_path: Path | None = Field(
-        None, description="Base path of the single served model; default $MODEL_BASE_PATH/$MODEL_NAME."
+    model_base_path: str | None = Field(
+        None,
+        description="Base path of the single served model: a directory, or s3://bucket/path or "
+        "gs://bucket/path (polled live); default $MODEL_BASE_PATH/$MODEL_NAME.",
     )
-    models_root: Path = Field(
-        Path("/models"),
+    models_root: str = Field(
+        "/models",
         validation_alias=AliasChoices("models_root", "MODELSHIP_MODELS_ROOT", "MODEL_BASE_PATH"),
         description="Root holding <model_name>/ when --model_base_path is not given (TF Serving "
         "image's MODEL_BASE_PATH).",
@@ -88,8 +113,26 @@ class Settings(BaseSettings):
     file_system_poll_wait_seconds: float = Field(
         1, description="Scan base paths for new versions this often; 0 scans once, negative never."
     )
+    object_store_poll_wait_seconds: float = Field(
+        30,
+        description="List s3:// and gs:// base paths this often (each listing is one billed request "
+        "per model per pod); 0 lists once, negative never. Errors back off up to 5 minutes.",
+    )
     version_settle_seconds: float = Field(
-        0.5, ge=0, description="A version directory must stay unchanged this long before it is loaded."
+        0.5,
+        ge=0,
+        description="A version without a commit marker (manifest.json in object storage) must stay "
+        "unchanged this long before it is loaded.",
+    )
+    model_cache_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "modelship-model-cache",
+        description="Where versions from object storage are downloaded (the chart mounts an emptyDir).",
+    )
+    model_cache_max_bytes: ByteCount = Field(
+        0,
+        ge=0,
+        description="Bound of model_cache_dir (an int or a quantity such as 4Gi); a download that "
+        "would pass it is refused and the serving versions stay. 0: no bound but the disk.",
     )
     verify_manifest: bool = Field(
         True,
@@ -192,7 +235,8 @@ class Settings(BaseSettings):
         """The models to serve, from the config file or the single-model settings."""
         if self.model_config_file is not None:
             return load_file(self.model_config_file)
-        return single(self.model_name, self.model_base_path or self.models_root / self.model_name)
+        base = self.model_base_path or f"{self.models_root.rstrip('/')}/{self.model_name}"
+        return single(self.model_name, base)
 
     def auth_token_value(self) -> str | None:
         """The bearer token, or None when auth is off; a blank token refuses to start (ValueError)."""

@@ -10,11 +10,13 @@ their files local, the :mod:`~service.repository.loader` turns files into a serv
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from service.model_config import ModelConfig
+from service.repository.cache import ModelCache
 from service.repository.loader import Loader
 from service.repository.poller import Poller
-from service.repository.registry import Listener, ModelRegistry, State, VersionStatus
+from service.repository.registry import Listener, ModelRegistry, SourceHealth, State, VersionStatus
 from service.servable import Servable
 
 
@@ -30,10 +32,18 @@ class ModelRepository:
         enable_warmup: bool = True,
         listener: Listener | None = None,
         fast_runtime: bool = False,
+        remote_poll_seconds: float = 30.0,
+        cache_dir: Path | None = None,
+        cache_max_bytes: int | None = None,
     ) -> None:
         self.registry = ModelRegistry(configs, listener)
         loader = Loader(verify_manifest, enable_warmup, fast_runtime)
-        self.poller = Poller(self.registry, loader, configs, poll_seconds, settle_seconds)
+        self.cache = ModelCache(
+            cache_dir or Path("modelship-model-cache").absolute(), cache_max_bytes or None
+        )
+        self.poller = Poller(
+            self.registry, loader, configs, self.cache, poll_seconds, settle_seconds, remote_poll_seconds
+        )
 
     # -- the poller ----------------------------------------------------------------------------
 
@@ -71,5 +81,13 @@ class ModelRepository:
         """Version statuses of ``name`` (all it has seen, or one), newest first."""
         return self.registry.statuses(name, version)
 
+    def source_health(self, name: str) -> SourceHealth:
+        """How listing ``name``'s base path goes (its current error, if any)."""
+        return self.registry.source_health(name)
 
-__all__ = ["Listener", "ModelRepository", "State", "VersionStatus"]
+    def source_requests(self) -> dict[tuple[str, str], int]:
+        """Requests sent to object storage so far, by (model, operation)."""
+        return self.poller.source_requests()
+
+
+__all__ = ["Listener", "ModelRepository", "SourceHealth", "State", "VersionStatus"]

@@ -2,14 +2,19 @@
 
 It behaves like TF Serving's file-system source plus ``AvailabilityPreservingPolicy``:
 
-* every ``poll_seconds`` each model's source is listed and the version policy picks the versions
-  to serve;
+* each model's source is listed every ``poll_seconds`` (``remote_poll_seconds`` for object
+  storage, where every listing is a billed request) and the version policy picks the versions to
+  serve;
 * a new version is loaded (see :mod:`.loader`) and only then made AVAILABLE; versions leaving the
   policy are unloaded after that, so the model never has a gap;
 * a version that fails to load is marked END with the reason and the previous one keeps serving;
   it is retried when its files change;
 * a version must stay unchanged for ``settle_seconds`` before it is loaded, so a copy in progress
-  is never loaded half-written.
+  is never loaded half-written; a version whose commit marker is there (``manifest.json`` in object
+  storage) loads at once;
+* a source that cannot be read, or lists no version at all, never unloads anything (TF Serving
+  unloads every version on an empty listing): the error shows in the model's status and metrics,
+  and the source is retried with exponential backoff until it recovers.
 
 Reconfigurations are applied by this thread too (between two polls), so a reconfiguration can never
 replace a model's record while a version is being loaded into it.
@@ -22,11 +27,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from model.storage import is_object_url
 from service.errors import Code, ServingError
 from service.model_config import ModelConfig
+from service.repository.cache import ModelCache
 from service.repository.loader import Loader, collect_unloaded, freeze_loaded
 from service.repository.registry import ModelRegistry, State
-from service.repository.source import Fingerprint, Source, VersionRef, source_for
+from service.repository.source import Fingerprint, Source, SourceUnavailable, VersionRef, source_for
 
 log = logging.getLogger("service.repository")  # the name its log lines have always had
 
@@ -44,12 +51,24 @@ class _Watched:
 
     config: ModelConfig
     source: Source
+    interval: float  # <= 0: list once (until it succeeds)
     candidates: dict[int, _Candidate] = field(default_factory=dict)
     warned_empty: bool = False
+    due: float = 0.0  # monotonic time of its next listing
+    failures: int = 0  # consecutive failed listings (the backoff's exponent)
 
 
-def _watch(configs: list[ModelConfig]) -> dict[str, _Watched]:
-    return {c.name: _Watched(c, source_for(c.base_path)) for c in configs}
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def backoff(interval: float, failures: int) -> float:
+    """Seconds before retrying a source after ``failures`` failed listings in a row.
+
+    Doubles from the poll interval (at least 0.5 s), up to 16 intervals and at most 5 minutes.
+    """
+    base = max(0.5, interval)
+    ceiling = max(base, min(MAX_BACKOFF_SECONDS, 16 * base))
+    return float(min(base * 2.0 ** min(failures - 1, 30), ceiling))
 
 
 class Poller:
@@ -60,14 +79,18 @@ class Poller:
         registry: ModelRegistry,
         loader: Loader,
         configs: list[ModelConfig],
+        cache: ModelCache,
         poll_seconds: float = 1.0,
         settle_seconds: float = 0.5,
+        remote_poll_seconds: float = 30.0,
     ) -> None:
         self._registry = registry
         self._loader = loader
-        self._watched = _watch(configs)
+        self._cache = cache
         self._poll_seconds = poll_seconds
+        self._remote_poll_seconds = remote_poll_seconds
         self._settle_seconds = settle_seconds
+        self._watched = self._watch(configs)
         self._lock = threading.Lock()
         self._pending: list[ModelConfig] | None = None  # a reconfiguration for the polling thread
         self._waiters: list[threading.Event] = []
@@ -87,17 +110,38 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def _watch(self, configs: list[ModelConfig]) -> dict[str, _Watched]:
+        out = {}
+        for c in configs:
+            source = source_for(c.base_path, c.name, self._cache)
+            remote = is_object_url(c.base_path)
+            out[c.name] = _Watched(c, source, self._remote_poll_seconds if remote else self._poll_seconds)
+        return out
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            pending = self.poll_once()
-            interval = self._poll_seconds if self._poll_seconds > 0 else None
-            if pending:  # a version is settling: look again soon
-                interval = max(0.05, self._settle_seconds / 2)
-            if interval is None:
+            self._apply_pending()
+            now = time.monotonic()
+            for watched in list(self._watched.values()):
+                if watched.due <= now:
+                    self._poll_scheduled(watched)
+            due = min((w.due for w in self._watched.values()), default=float("inf"))
+            wait = due - time.monotonic()
+            if wait == float("inf"):
                 self._wake.wait()
-            else:
-                self._wake.wait(interval)
+            elif wait > 0:
+                self._wake.wait(wait)
             self._wake.clear()
+
+    def _poll_scheduled(self, watched: _Watched) -> None:
+        settling = self._poll_guarded(watched)
+        now = time.monotonic()
+        if watched.failures:
+            watched.due = now + backoff(watched.interval, watched.failures)
+        elif settling:  # a version is settling: look again soon
+            watched.due = now + max(0.05, self._settle_seconds / 2)
+        else:
+            watched.due = now + watched.interval if watched.interval > 0 else float("inf")
 
     def reconfigure(self, configs: list[ModelConfig]) -> threading.Event:
         """Replace the served models (TF Serving's full-replacement semantics).
@@ -112,6 +156,15 @@ class Poller:
         self._wake.set()
         return applied
 
+    def source_requests(self) -> dict[tuple[str, str], int]:
+        """Requests each object-storage source has sent, by (model, operation)."""
+        out: dict[tuple[str, str], int] = {}
+        for name, watched in list(self._watched.items()):
+            counters = getattr(watched.source, "counters", None)
+            if counters is not None:
+                out.update({(name, op): n for op, n in counters.requests.items()})
+        return out
+
     def _apply_pending(self) -> None:
         with self._lock:
             configs, self._pending = self._pending, None
@@ -119,7 +172,7 @@ class Poller:
         if configs is None:
             return
         self._registry.reconfigure(configs)
-        self._watched = _watch(configs)
+        self._watched = self._watch(configs)
         for event in waiters:
             event.set()
 
@@ -133,23 +186,47 @@ class Poller:
         self._apply_pending()
         pending = False
         for watched in list(self._watched.values()):
-            try:
-                pending |= self._poll_model(watched)
-            except Exception:
-                log.exception("polling model %s failed", watched.config.name)
+            pending |= self._poll_guarded(watched)
         return pending
 
-    def _poll_model(self, watched: _Watched) -> bool:
-        config = watched.config
-        found = watched.source.versions()
-        if not found and not watched.warned_empty:
+    def _poll_guarded(self, watched: _Watched) -> bool:
+        name = watched.config.name
+        try:
+            found = watched.source.versions()
+        except SourceUnavailable as exc:
+            watched.failures += 1
+            self._registry.source_failed(name, exc.message)
             log.warning(
-                "No versions of servable %s found under base path %s. Did you forget to "
-                "name your leaf directory as a number (eg. '/1/')?",
-                config.name,
-                config.base_path,
+                "model %s: cannot list %s (%d in a row; the loaded versions keep serving): %s",
+                name,
+                watched.source,
+                watched.failures,
+                exc.message,
             )
-            watched.warned_empty = True
+            return False
+        if watched.failures:
+            log.info("model %s: %s readable again", name, watched.source)
+        watched.failures = 0
+        self._registry.source_succeeded(name)
+        try:
+            return self._poll_model(watched, found)
+        except Exception:
+            log.exception("polling model %s failed", name)
+            return False
+
+    def _poll_model(self, watched: _Watched, found: dict[int, VersionRef]) -> bool:
+        config = watched.config
+        if not found:
+            if not watched.warned_empty:
+                log.warning(
+                    "No versions of servable %s found under base path %s. Did you forget to "
+                    "name your leaf directory as a number (eg. '/1/')? Loaded versions keep serving.",
+                    config.name,
+                    config.base_path,
+                )
+                watched.warned_empty = True
+            return False  # an empty listing never unloads what serves
+        watched.warned_empty = False
         wanted = config.policy.select(list(found))
         available = self._registry.available(config.name)
         pending = False
@@ -157,23 +234,25 @@ class Poller:
         for version in sorted(wanted, reverse=True):
             if version in available:
                 continue
-            fingerprint = watched.source.fingerprint(found[version])
+            ref = found[version]
+            fingerprint = watched.source.fingerprint(ref)
             cand = watched.candidates.get(version)
             if cand is None or cand.fingerprint != fingerprint:
                 failed = cand.failed_fingerprint if cand else None
                 watched.candidates[version] = _Candidate(fingerprint, now, failed)
-                if self._settle_seconds > 0:
+                if self._settle_seconds > 0 and not ref.committed:
                     self._registry.set_state(config.name, version, State.START)
                     pending = True
                     continue
                 cand = watched.candidates[version]
             if cand.failed_fingerprint == fingerprint:
                 continue  # failed before and unchanged since: wait for new files
-            if now - cand.first_seen < self._settle_seconds:
+            if not ref.committed and now - cand.first_seen < self._settle_seconds:
                 pending = True
                 continue
-            self._load(watched, found[version], cand)
+            self._load(watched, ref, cand)
         self._unload_unwanted(config.name, set(wanted))
+        watched.source.retain(set(self._registry.available(config.name)))
         return pending
 
     def _load(self, watched: _Watched, ref: VersionRef, cand: _Candidate) -> None:
@@ -182,6 +261,10 @@ class Poller:
         started = time.monotonic()
         try:
             servable = self._loader.load_version(name, version, watched.source.local_path(ref))
+        except SourceUnavailable as exc:  # a download failed midway: not the version's fault
+            self._registry.set_state(name, version, State.START, exc.code, exc.message)
+            log.warning("version %d of %s: download failed, retrying: %s", version, name, exc.message)
+            return
         except ServingError as exc:
             cand.failed_fingerprint = cand.fingerprint
             self._registry.set_state(name, version, State.END, exc.code, exc.message)

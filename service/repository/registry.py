@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,10 +43,21 @@ Listener = Callable[[str, int, State], None]
 
 
 @dataclass
+class SourceHealth:
+    """How listing a model's source goes: the current error (None when fine) and counts."""
+
+    error: str | None = None
+    failing_since: float | None = None  # wall-clock time of the first failure in a row
+    failures_total: int = 0
+    last_success: float | None = None  # wall-clock time of the last good listing
+
+
+@dataclass
 class _Model:
     config: ModelConfig
     available: dict[int, Servable] = field(default_factory=dict)  # replaced, never mutated
     statuses: dict[int, VersionStatus] = field(default_factory=dict)
+    source: SourceHealth = field(default_factory=SourceHealth)
 
 
 class ModelRegistry:
@@ -64,7 +76,7 @@ class ModelRegistry:
             current = self._models
             self._models = {
                 c.name: (
-                    _Model(c, current[c.name].available, current[c.name].statuses)
+                    _Model(c, current[c.name].available, current[c.name].statuses, current[c.name].source)
                     if c.name in current
                     else _Model(c)
                 )
@@ -92,6 +104,22 @@ class ModelRegistry:
         self, name: str, version: int, state: State, code: Code = Code.OK, message: str = ""
     ) -> None:
         self._record(self._models[name], version, state, code, message)
+
+    def source_failed(self, name: str, message: str) -> None:
+        """Listing ``name``'s source failed: its statuses carry ``message`` until it succeeds."""
+        health = self._models[name].source
+        with self._lock:
+            if health.error is None:
+                health.failing_since = time.time()
+            health.error = message
+            health.failures_total += 1
+
+    def source_succeeded(self, name: str) -> None:
+        health = self._models[name].source
+        with self._lock:
+            health.error = None
+            health.failing_since = None
+            health.last_success = time.time()
 
     def _record(
         self, model: _Model, version: int, state: State, code: Code = Code.OK, message: str = ""
@@ -142,15 +170,33 @@ class ModelRegistry:
         available = model.available
         return available[max(available)]
 
+    def source_health(self, name: str) -> SourceHealth:
+        model = self._models[name]
+        with self._lock:
+            return SourceHealth(**vars(model.source))
+
     def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
-        """Version statuses of ``name`` (all it has seen, or one), newest first."""
+        """Version statuses of ``name`` (all it has seen, or one), newest first.
+
+        While the model's source cannot be read, its AVAILABLE versions (which keep serving) carry
+        the source's error as ``UNAVAILABLE`` in their status, so ``GetModelStatus`` shows it.
+        """
         model = self._models.get(name)
         if model is None or not model.statuses:
             raise NotFound(f"Could not find any versions of model {name}")
         with self._lock:
             found = sorted(model.statuses.values(), key=lambda s: s.version, reverse=True)
+            error = model.source.error
+            since = model.source.failing_since
         if version is not None:
             found = [s for s in found if s.version == version]
             if not found:
                 raise NotFound(f"Could not find version {version} of model {name}")
-        return [VersionStatus(s.version, s.state, s.error_code, s.error_message) for s in found]
+        out = [VersionStatus(s.version, s.state, s.error_code, s.error_message) for s in found]
+        if error is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since or time.time()))
+            note = f"model source unreadable since {stamp}, still serving this version: {error}"
+            for status in out:
+                if status.state == State.AVAILABLE and status.error_code == Code.OK:
+                    status.error_code, status.error_message = Code.UNAVAILABLE, note
+        return out

@@ -1,9 +1,10 @@
 """Where a model's versions come from: integer version directories under its base path.
 
 A :class:`Source` lists the versions under one model's base path, fingerprints a version's files (so
-the poller can tell a finished copy from one in progress, and fixed files from the ones that failed)
-and makes a version's files available as a local directory. The file system is the only source
-today; an object-storage source (``s3://``, ``gs://``) implements the same three methods.
+the poller can tell a finished copy from one in progress, and fixed files from the ones that failed),
+makes a version's files available as a local directory and lets go of the ones no longer served.
+Local (or mounted) directories are served in place; ``s3://`` and ``gs://`` base paths are listed
+and downloaded by :mod:`~service.repository.object_source`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-Fingerprint = tuple[tuple[str, int, int], ...]
-"""``(relative path, size, mtime in ns)`` of every file of a version: equal means unchanged."""
+from model.storage import ObjectURL, is_object_url
+from service.errors import Unavailable
+from service.repository.cache import ModelCache
+
+Fingerprint = tuple[tuple[str, int, int | str], ...]
+"""``(relative path, size, mtime in ns or ETag)`` of every file of a version: equal means unchanged."""
 
 VERSION_LIMIT = 2**63  # versions are int64 on the wire
 
@@ -24,13 +29,19 @@ class VersionRef:
 
     version: int
     location: str
+    committed: bool | None = None
+    """True: its commit marker (``manifest.json``) is there, load at once; None: unknown, settle."""
+
+
+class SourceUnavailable(Unavailable):
+    """The source cannot be read now (the store is down, refuses, or times out): retry later."""
 
 
 class Source(Protocol):
     """The versions of one model's base path."""
 
     def versions(self) -> dict[int, VersionRef]:
-        """The version directories there now (none if the base path cannot be read)."""
+        """The versions there now; raises :class:`SourceUnavailable` when it cannot be read."""
         ...
 
     def fingerprint(self, ref: VersionRef) -> Fingerprint:
@@ -39,6 +50,10 @@ class Source(Protocol):
 
     def local_path(self, ref: VersionRef) -> Path:
         """A local directory holding the version's files."""
+        ...
+
+    def retain(self, keep: set[int]) -> None:
+        """Only these versions are served now: local copies of the others may go."""
         ...
 
 
@@ -76,7 +91,17 @@ class FileSystemSource:
     def local_path(self, ref: VersionRef) -> Path:
         return Path(ref.location)
 
+    def retain(self, keep: set[int]) -> None:
+        """Served in place: nothing to let go."""
 
-def source_for(base_path: Path) -> Source:
-    """The source of a configured base path (the file system, until object storage comes)."""
-    return FileSystemSource(base_path)
+    def __str__(self) -> str:
+        return str(self.base)
+
+
+def source_for(base_path: str, model: str, cache: ModelCache) -> Source:
+    """The source of a configured base path: object storage for s3:// and gs://, else a directory."""
+    if is_object_url(base_path):
+        from service.repository.object_source import ObjectStoreSource
+
+        return ObjectStoreSource(ObjectURL.parse(base_path), model, cache)
+    return FileSystemSource(Path(base_path))

@@ -28,7 +28,7 @@ model_config_list {
 
 def test_parse_tf_serving_config() -> None:
     a, b, c = parse(CONFIG)
-    assert (a.name, a.base_path, a.labels) == ("a", Path("/m/a"), {"stable": 42, "canary": 43})
+    assert (a.name, a.base_path, a.labels) == ("a", "/m/a", {"stable": 42, "canary": 43})
     assert a.policy == VersionPolicy("specific", versions=(42, 43))
     assert b.policy.select([1, 2, 3]) == [2, 3]
     assert c.policy.select([3, 1]) == [1, 3]
@@ -76,9 +76,9 @@ def test_tf_serving_flags_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ]
     )
     assert (s.port, s.rest_api_port, s.enable_batching, s.verify_manifest) == (9000, 9001, True, False)
-    assert s.models()[0].base_path == tmp_path / "linear"
+    assert s.models()[0].base_path == str(tmp_path / "linear")
     s = parse_settings(["--model_name=m", "--model_base_path=/srv/m"])
-    assert s.models()[0].base_path == Path("/srv/m")
+    assert s.models()[0].base_path == "/srv/m"
     monkeypatch.setenv("MODELSHIP_SHUTDOWN_TIMEOUT_SECONDS", "3")
     assert parse_settings([]).shutdown_timeout_seconds == 3
 

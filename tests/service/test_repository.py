@@ -22,7 +22,7 @@ from service.repository import loader as loader_module
 def _repo(
     base: Path, policy: VersionPolicy | None = None, labels: dict[str, int] | None = None, settle: float = 0
 ) -> ModelRepository:
-    config = ModelConfig("linear", base / "linear", policy or VersionPolicy(), labels or {})
+    config = ModelConfig("linear", str(base / "linear"), policy or VersionPolicy(), labels or {})
     return ModelRepository([config], poll_seconds=-1, settle_seconds=settle)
 
 
@@ -136,7 +136,7 @@ def test_unknown_model_and_version_statuses(fresh_base: Path) -> None:
 def test_reconfigure_adds_and_removes_models(fresh_base: Path) -> None:
     repo = _repo(fresh_base)
     repo.poll_once()
-    repo.reconfigure([ModelConfig("other", fresh_base / "linear")])
+    repo.reconfigure([ModelConfig("other", str(fresh_base / "linear"))])
     repo.poll_once()
     assert repo.model_names() == ["other"]
     assert repo.resolve("other").version == 1
@@ -145,7 +145,7 @@ def test_reconfigure_adds_and_removes_models(fresh_base: Path) -> None:
 
 
 def test_background_polling_picks_up_a_new_version(fresh_base: Path, linear_run: Path) -> None:
-    config = ModelConfig("linear", fresh_base / "linear")
+    config = ModelConfig("linear", str(fresh_base / "linear"))
     repo = ModelRepository([config], poll_seconds=0.1, settle_seconds=0.1)
     repo.start()
     try:
@@ -192,7 +192,7 @@ def test_reconfigure_while_a_version_loads_never_leaves_it_available_but_unserva
 ) -> None:
     gate, loading = threading.Event(), threading.Event()
     loads = _counting_loads(monkeypatch, gate, loading)
-    config = ModelConfig("linear", fresh_base / "linear")
+    config = ModelConfig("linear", str(fresh_base / "linear"))
     repo = ModelRepository([config], poll_seconds=0.05, settle_seconds=0, enable_warmup=False)
     repo.start()
     try:
@@ -216,14 +216,14 @@ def test_reconfiguring_in_a_loop_while_versions_appear(
     fresh_base: Path, linear_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads = _counting_loads(monkeypatch)
-    config = ModelConfig("linear", fresh_base / "linear", VersionPolicy("all"))
+    config = ModelConfig("linear", str(fresh_base / "linear"), VersionPolicy("all"))
     repo = ModelRepository([config], poll_seconds=0.02, settle_seconds=0, enable_warmup=False)
     repo.start()
     stop = threading.Event()
 
     def reconfigure_forever() -> None:
         while not stop.is_set():
-            repo.reconfigure([ModelConfig("linear", fresh_base / "linear", VersionPolicy("all"))])
+            repo.reconfigure([ModelConfig("linear", str(fresh_base / "linear"), VersionPolicy("all"))])
             time.sleep(0.003)
 
     churn = threading.Thread(target=reconfigure_forever)
