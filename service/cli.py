@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BeforeValidator
+
 from service.settings import Settings
 
 # Flags TF Serving has that this server does not need, accepted so command lines keep working.
@@ -54,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "model_config_file",
         "model_config_file_poll_wait_seconds",
         "file_system_poll_wait_seconds",
+        "object_store_poll_wait_seconds",
         "version_settle_seconds",
+        "model_cache_dir",
+        "model_cache_max_bytes",
         "verify_manifest",
         "enable_model_warmup",
         "enable_batching",
@@ -95,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
             conv: Any = {int: int, float: float}.get(kind, str)
             if "Path" in str(kind):
                 conv = Path
+            if any(isinstance(m, BeforeValidator) for m in info.metadata):
+                conv = str  # the field's own validator parses it (e.g. a byte count as 4Gi)
             parser.add_argument(f"--{name}", type=conv, default=argparse.SUPPRESS, help=help_text)
     for flag in IGNORED_TF_FLAGS:
         parser.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)

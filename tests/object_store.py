@@ -106,6 +106,7 @@ class MotoS3:
 
     def __init__(self, log: Path) -> None:
         self.port = free_port()
+        self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
@@ -148,6 +149,11 @@ class MotoS3:
         import obstore
 
         obstore.delete(self.store(), key)
+
+    def get(self, key: str) -> bytes:
+        import obstore
+
+        return bytes(obstore.get(self.store(), key).bytes())
 
     def close(self) -> None:
         self.relay.cut()
