@@ -8,6 +8,7 @@ polls in between sees an uncommitted version and waits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,12 +31,17 @@ def existing_versions(model_url: ObjectURL, store: object | None = None) -> list
     return sorted(int(n) for n in names if n.isdigit())
 
 
-def upload_version(version_dir: Path, version_url: ObjectURL, workers: int = 8) -> list[str]:
-    """Upload ``version_dir`` below ``version_url``, the manifest last; return the keys written."""
+def upload_version(
+    version_dir: Path, version_url: ObjectURL, workers: int = 8, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Upload ``version_dir`` below ``version_url``, the manifest last; return the keys written.
+
+    ``env`` replaces the process environment as the source of endpoints and credentials.
+    """
     import obstore
 
     try:
-        store = open_store(version_url)
+        store = open_store(version_url, env, timeout=3600)
     except StorageError as exc:
         raise ExportError(str(exc)) from None
     files = sorted(p for p in version_dir.rglob("*") if p.is_file())

@@ -120,6 +120,14 @@ def open_store(url: ObjectURL, env: Mapping[str, str] | None = None, timeout: fl
         config: S3Config = {"region": region}
         if endpoint is not None:
             config["endpoint"] = endpoint
+        # obstore reads the process environment itself; an explicit ``env`` must carry its keys
+        for var, key in (
+            ("AWS_ACCESS_KEY_ID", "access_key_id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret_access_key"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ):
+            if env.get(var):
+                config[key] = env[var]  # type: ignore[literal-required]
         return S3Store(
             url.bucket,
             config=config,

@@ -202,6 +202,27 @@ def pinned_helm() -> str:
     return run_script("scripts/tools/helm", timeout=1800).strip().splitlines()[-1]
 
 
+def host_address_for_pods(kube: Kube) -> str:
+    """An address of this machine that pods can reach (a test server the pods talk to binds it).
+
+    The source-built cluster's node is this machine: its node IP. A kind cluster's nodes are
+    containers on the ``kind`` Docker network: its gateway. ``MODELSHIP_TEST_HOST_IP`` overrides.
+    """
+    override = os.environ.get("MODELSHIP_TEST_HOST_IP")
+    if override or kube.node_ip:
+        return override or kube.node_ip
+    proc = subprocess.run(
+        ["docker", "network", "inspect", "kind", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    gateways = [g for g in proc.stdout.split() if "." in g]  # the IPv4 one
+    if proc.returncode != 0 or not gateways:
+        pytest.fail("no address of this machine reachable from pods: set MODELSHIP_TEST_HOST_IP")
+    return gateways[0]
+
+
 def source_built_cluster() -> Kube:
     """The single-node cluster of scripts/cluster/up (idempotent; needs root), with its kubectl."""
     if os.geteuid() != 0:

@@ -33,15 +33,17 @@ from tests.k8s import run_script
 BUCKET = "models"
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, host: str = "127.0.0.1", timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout}s")
 
 
 class TcpRelay:
@@ -102,27 +104,28 @@ class TcpRelay:
 
 
 class MotoS3:
-    """moto's S3 server in its own process, with one bucket."""
+    """moto's S3 server in its own process, with one bucket, on ``host`` (loopback by default)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(self.port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "MOTO_PORT": str(self.port)},
         )
-        _wait_port(self.port, self.proc, "moto server")
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        _wait_port(self.port, self.proc, "moto server", host)
+        self.endpoint = f"http://{host}:{self.port}"
         self.relay = TcpRelay(self.port)
         httpx.put(f"{self.endpoint}/{BUCKET}", timeout=10).raise_for_status()
 
     def env(self, through_relay: bool = False) -> dict[str, str]:
-        port = self.relay.port if through_relay else self.port
+        endpoint = f"http://127.0.0.1:{self.relay.port}" if through_relay else self.endpoint
         return {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "modelship-test",
             "AWS_SECRET_ACCESS_KEY": "modelship-test-secret",
             "AWS_REGION": "us-east-1",
@@ -216,8 +219,8 @@ def publish(store: MotoS3 | FakeGcs, prefix: str, version_dir: Path, manifest: b
 
 
 @contextlib.contextmanager
-def moto_s3(log: Path) -> Iterator[MotoS3]:
-    server = MotoS3(log)
+def moto_s3(log: Path, host: str = "127.0.0.1") -> Iterator[MotoS3]:
+    server = MotoS3(log, host)
     try:
         yield server
     finally:

@@ -1,14 +1,17 @@
 """The model repository: finds versions, loads and unloads them, resolves requests.
 
-Four parts, one idea each: a :mod:`~service.repository.source` lists a model's versions and makes
-their files local, the :mod:`~service.repository.loader` turns files into a servable, the
+Parts, one idea each: a :mod:`~service.repository.source` lists a model's versions and makes
+their files local (a directory in place, or :mod:`~service.repository.object_source` downloading
+from ``s3://`` / ``gs://`` into the :mod:`~service.repository.cache`), the
+:mod:`~service.repository.loader` turns files into a servable, the
 :mod:`~service.repository.registry` holds what is loaded (the transports read it), and the
-:mod:`~service.repository.poller` drives them on one background thread and owns reconfiguration.
-:class:`ModelRepository` wires them together.
+:mod:`~service.repository.poller` drives them on one background thread (when to look again:
+:mod:`~service.repository.watch`) and owns reconfiguration. :class:`ModelRepository` wires them.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 
@@ -38,9 +41,8 @@ class ModelRepository:
     ) -> None:
         self.registry = ModelRegistry(configs, listener)
         loader = Loader(verify_manifest, enable_warmup, fast_runtime)
-        self.cache = ModelCache(
-            cache_dir or Path("modelship-model-cache").absolute(), cache_max_bytes or None
-        )
+        cache_root = cache_dir or Path(tempfile.gettempdir()) / "modelship-model-cache"
+        self.cache = ModelCache(cache_root, cache_max_bytes or None)
         self.poller = Poller(
             self.registry, loader, configs, self.cache, poll_seconds, settle_seconds, remote_poll_seconds
         )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
 from model.storage import is_object_url
 from service.errors import Code, ServingError
@@ -33,42 +32,10 @@ from service.model_config import ModelConfig
 from service.repository.cache import ModelCache
 from service.repository.loader import Loader, collect_unloaded, freeze_loaded
 from service.repository.registry import ModelRegistry, State
-from service.repository.source import Fingerprint, Source, SourceUnavailable, VersionRef, source_for
+from service.repository.source import SourceUnavailable, VersionRef, source_for
+from service.repository.watch import Candidate, Watched
 
 log = logging.getLogger("service.repository")  # the name its log lines have always had
-
-
-@dataclass
-class _Candidate:
-    fingerprint: Fingerprint
-    first_seen: float
-    failed_fingerprint: Fingerprint | None = None
-
-
-@dataclass
-class _Watched:
-    """What polling remembers of one model (forgotten on reconfiguration)."""
-
-    config: ModelConfig
-    source: Source
-    interval: float  # <= 0: list once (until it succeeds)
-    candidates: dict[int, _Candidate] = field(default_factory=dict)
-    warned_empty: bool = False
-    due: float = 0.0  # monotonic time of its next listing
-    failures: int = 0  # consecutive failed listings (the backoff's exponent)
-
-
-MAX_BACKOFF_SECONDS = 300.0
-
-
-def backoff(interval: float, failures: int) -> float:
-    """Seconds before retrying a source after ``failures`` failed listings in a row.
-
-    Doubles from the poll interval (at least 0.5 s), up to 16 intervals and at most 5 minutes.
-    """
-    base = max(0.5, interval)
-    ceiling = max(base, min(MAX_BACKOFF_SECONDS, 16 * base))
-    return float(min(base * 2.0 ** min(failures - 1, 30), ceiling))
 
 
 class Poller:
@@ -110,12 +77,12 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def _watch(self, configs: list[ModelConfig]) -> dict[str, _Watched]:
+    def _watch(self, configs: list[ModelConfig]) -> dict[str, Watched]:
         out = {}
         for c in configs:
             source = source_for(c.base_path, c.name, self._cache)
             remote = is_object_url(c.base_path)
-            out[c.name] = _Watched(c, source, self._remote_poll_seconds if remote else self._poll_seconds)
+            out[c.name] = Watched(c, source, self._remote_poll_seconds if remote else self._poll_seconds)
         return out
 
     def _run(self) -> None:
@@ -133,15 +100,9 @@ class Poller:
                 self._wake.wait(wait)
             self._wake.clear()
 
-    def _poll_scheduled(self, watched: _Watched) -> None:
+    def _poll_scheduled(self, watched: Watched) -> None:
         settling = self._poll_guarded(watched)
-        now = time.monotonic()
-        if watched.failures:
-            watched.due = now + backoff(watched.interval, watched.failures)
-        elif settling:  # a version is settling: look again soon
-            watched.due = now + max(0.05, self._settle_seconds / 2)
-        else:
-            watched.due = now + watched.interval if watched.interval > 0 else float("inf")
+        watched.reschedule(time.monotonic(), settling, self._settle_seconds)
 
     def reconfigure(self, configs: list[ModelConfig]) -> threading.Event:
         """Replace the served models (TF Serving's full-replacement semantics).
@@ -189,7 +150,7 @@ class Poller:
             pending |= self._poll_guarded(watched)
         return pending
 
-    def _poll_guarded(self, watched: _Watched) -> bool:
+    def _poll_guarded(self, watched: Watched) -> bool:
         name = watched.config.name
         try:
             found = watched.source.versions()
@@ -214,7 +175,7 @@ class Poller:
             log.exception("polling model %s failed", name)
             return False
 
-    def _poll_model(self, watched: _Watched, found: dict[int, VersionRef]) -> bool:
+    def _poll_model(self, watched: Watched, found: dict[int, VersionRef]) -> bool:
         config = watched.config
         if not found:
             if not watched.warned_empty:
@@ -239,7 +200,7 @@ class Poller:
             cand = watched.candidates.get(version)
             if cand is None or cand.fingerprint != fingerprint:
                 failed = cand.failed_fingerprint if cand else None
-                watched.candidates[version] = _Candidate(fingerprint, now, failed)
+                watched.candidates[version] = Candidate(fingerprint, now, failed)
                 if self._settle_seconds > 0 and not ref.committed:
                     self._registry.set_state(config.name, version, State.START)
                     pending = True
@@ -255,7 +216,7 @@ class Poller:
         watched.source.retain(set(self._registry.available(config.name)))
         return pending
 
-    def _load(self, watched: _Watched, ref: VersionRef, cand: _Candidate) -> None:
+    def _load(self, watched: Watched, ref: VersionRef, cand: Candidate) -> None:
         name, version = watched.config.name, ref.version
         self._registry.set_state(name, version, State.LOADING)
         started = time.monotonic()
