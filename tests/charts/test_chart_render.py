@@ -385,9 +385,8 @@ def test_object_store_s3_with_secret_and_endpoint(render: Any) -> None:
         "model.source.objectStore.extraEnv[0].name=AWS_CA_BUNDLE",
         "model.source.objectStore.extraEnv[0].value=/etc/ssl/store-ca.pem",
     )
-    assert {
-        k: v for k, v in env.items() if k.startswith(("MODELSHIP_MODEL", "MODELSHIP_OBJECT", "AWS_", "S3_"))
-    } == {
+    default_env = {e["name"] for e in _server(_pod(render()))["env"]}
+    assert {k: v for k, v in env.items() if k not in default_env} == {
         "MODELSHIP_MODEL_BASE_PATH": "s3://ml-models/prod/linear",
         "MODELSHIP_OBJECT_STORE_POLL_WAIT_SECONDS": "5",
         "MODELSHIP_MODEL_CACHE_DIR": "/var/cache/modelship",
@@ -399,6 +398,7 @@ def test_object_store_s3_with_secret_and_endpoint(render: Any) -> None:
     }
     assert env["MODEL_NAME"] == "linear"
     assert "MODEL_BASE_PATH" not in env, "nothing is served from a local model root"
+    assert default_env - set(env) == {"MODEL_BASE_PATH"}
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in env
     # The Secret's keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) become env; no value in the pod spec.
     assert server["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
