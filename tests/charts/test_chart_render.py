@@ -263,7 +263,9 @@ def test_model_config_is_mounted_and_passed(rendered: Any, values_file: Path | N
     )
 
 
-def test_model_config_is_a_valid_tf_serving_text_proto(rendered: Any) -> None:
+def test_model_config_is_a_valid_tf_serving_text_proto(
+    rendered: Any, values_file: Path | None, chart_dir: Path
+) -> None:
     """The server parses this file with TF Serving's own proto; so does this test."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -272,7 +274,11 @@ def test_model_config_is_a_valid_tf_serving_text_proto(rendered: Any) -> None:
     text_format.Parse(rendered.one("ConfigMap", "modelship")["data"]["models.config"], config)
     (model,) = config.model_config_list.config
     assert model.model_platform == "tensorflow"
-    assert model.base_path.startswith("/models/")
+    source = _values(values_file, chart_dir)["model"]["source"]
+    if source["type"] == "objectStore":
+        assert model.base_path == source["objectStore"]["url"].rstrip("/")
+    else:
+        assert model.base_path.startswith("/models/")
 
 
 def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
@@ -287,6 +293,16 @@ def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path)
         assert not models_mount
         assert "initContainers" not in pod
         assert f'base_path: "/models/{v["name"]}"' in config
+    elif kind == "objectStore":
+        assert not models_mount, "the objectStore source has no /models volume"
+        assert "models" not in volumes
+        assert "initContainers" not in pod, "the server pulls and polls the store itself"
+        store = v["source"]["objectStore"]
+        assert f'base_path: "{store["url"].rstrip("/")}"' in config
+        assert volumes["model-cache"]["emptyDir"] == {"sizeLimit": store["cache"]["sizeLimit"]}
+        env = {e["name"]: e.get("value") for e in server["env"]}
+        assert env["MODELSHIP_MODEL_CACHE_MAX_BYTES"] == store["cache"]["sizeLimit"]
+        assert env["MODELSHIP_MODEL_BASE_PATH"] == store["url"].rstrip("/")
     elif kind == "pvc":
         (mount,) = models_mount
         assert mount["readOnly"] is True
@@ -310,6 +326,187 @@ def test_model_sources(rendered: Any, values_file: Path | None, chart_dir: Path)
         assert volumes["models"]["emptyDir"]["sizeLimit"] == url["sizeLimit"]
         assert {m["mountPath"] for m in init["volumeMounts"]} == {"/models", "/tmp"}
         assert models_mount[0]["readOnly"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# The objectStore source
+
+OBJECT_STORE = ["model.source.type=objectStore"]
+# env the objectStore source sets whatever the store, with the chart's defaults
+OBJECT_STORE_ENV = {
+    "MODELSHIP_OBJECT_STORE_POLL_WAIT_SECONDS": "30",
+    "MODELSHIP_MODEL_CACHE_DIR": "/var/cache/modelship",
+    "MODELSHIP_MODEL_CACHE_MAX_BYTES": "4Gi",
+}
+STORE_ENV_NAMES = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "S3_VERIFY_SSL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "MODEL_BASE_PATH",
+}
+
+
+def _store_pod(render: Any, *sets: str) -> tuple[Obj, Obj, dict[str, Any], dict[str, Obj], dict[str, Obj]]:
+    """(pod spec, server container, env name -> value, volumes by name, mounts by path)."""
+    pod = _pod(render(set_=[*OBJECT_STORE, *sets]))
+    server = _server(pod)
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in server["env"]}
+    assert len(env) == len(server["env"]), "an env var is set twice"
+    volumes = {vol["name"]: vol for vol in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    return pod, server, env, volumes, mounts
+
+
+def _assert_cache_and_no_other_source(
+    pod: Obj, env: dict[str, Any], volumes: dict[str, Obj], mounts: dict[str, Obj]
+) -> None:
+    assert "initContainers" not in pod, "no init container: the server pulls and polls the store"
+    assert "/models" not in mounts
+    assert "models" not in volumes
+    cache = mounts["/var/cache/modelship"]
+    assert cache["name"] == "model-cache"
+    assert not cache.get("readOnly"), "the server writes downloaded versions there"
+    assert volumes["model-cache"]["emptyDir"]["sizeLimit"] == env["MODELSHIP_MODEL_CACHE_MAX_BYTES"]
+
+
+def test_object_store_s3_with_secret_and_endpoint(render: Any) -> None:
+    pod, server, env, volumes, mounts = _store_pod(
+        render,
+        "model.source.objectStore.url=s3://ml-models/prod/linear/",
+        "model.source.objectStore.endpoint=http://moto.storage.svc:5000",
+        "model.source.objectStore.region=eu-west-1",
+        "model.source.objectStore.verifyTLS=false",
+        "model.source.objectStore.credentials.secretName=s3-creds",
+        "model.source.objectStore.cache.sizeLimit=512Mi",
+        "model.source.objectStore.pollSeconds=5",
+        "model.source.objectStore.extraEnv[0].name=AWS_CA_BUNDLE",
+        "model.source.objectStore.extraEnv[0].value=/etc/ssl/store-ca.pem",
+    )
+    default_env = {e["name"] for e in _server(_pod(render()))["env"]}
+    assert {k: v for k, v in env.items() if k not in default_env} == {
+        "MODELSHIP_MODEL_BASE_PATH": "s3://ml-models/prod/linear",
+        "MODELSHIP_OBJECT_STORE_POLL_WAIT_SECONDS": "5",
+        "MODELSHIP_MODEL_CACHE_DIR": "/var/cache/modelship",
+        "MODELSHIP_MODEL_CACHE_MAX_BYTES": "512Mi",
+        "AWS_ENDPOINT_URL": "http://moto.storage.svc:5000",
+        "AWS_REGION": "eu-west-1",
+        "S3_VERIFY_SSL": "0",
+        "AWS_CA_BUNDLE": "/etc/ssl/store-ca.pem",
+    }
+    assert env["MODEL_NAME"] == "linear"
+    assert "MODEL_BASE_PATH" not in env, "nothing is served from a local model root"
+    assert default_env - set(env) == {"MODEL_BASE_PATH"}
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in env
+    # The Secret's keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) become env; no value in the pod spec.
+    assert server["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    _assert_cache_and_no_other_source(pod, env, volumes, mounts)
+    assert volumes["model-cache"]["emptyDir"] == {"sizeLimit": "512Mi"}
+    assert set(volumes) == {"tmp", "config", "model-cache"}
+    assert "--model_config_file=/etc/modelship/config/models.config" in server["args"]
+
+
+def test_object_store_gs_with_a_key_secret(render: Any) -> None:
+    pod, server, env, volumes, mounts = _store_pod(
+        render,
+        "model.source.objectStore.url=gs://ml-models/linear",
+        "model.source.objectStore.credentials.secretName=gcs-key",
+        "model.source.objectStore.credentials.gcsKeyFile=sa.json",
+    )
+    assert env["MODELSHIP_MODEL_BASE_PATH"] == "gs://ml-models/linear"
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/secrets/gcs/sa.json"
+    assert OBJECT_STORE_ENV.items() <= env.items()
+    assert not {"AWS_ENDPOINT_URL", "AWS_REGION", "S3_VERIFY_SSL", "MODEL_BASE_PATH"} & set(env)
+    assert "envFrom" not in server, "a GCS key is a file, never env"
+    assert mounts["/var/secrets/gcs"] == {
+        "name": "gcs-credentials",
+        "mountPath": "/var/secrets/gcs",
+        "readOnly": True,
+    }
+    assert volumes["gcs-credentials"]["secret"] == {"secretName": "gcs-key", "defaultMode": 0o440}
+    _assert_cache_and_no_other_source(pod, env, volumes, mounts)
+    assert set(volumes) == {"tmp", "config", "model-cache", "gcs-credentials"}
+
+
+@pytest.mark.parametrize(
+    ("url", "annotation"),
+    [
+        ("s3://ml-models/linear", "eks.amazonaws.com/role-arn=arn:aws:iam::123456789012:role/modelship"),
+        ("gs://ml-models/linear", "iam.gke.io/gcp-service-account=modelship@proj.iam.gserviceaccount.com"),
+    ],
+    ids=["irsa", "gke-workload-identity"],
+)
+def test_object_store_service_account_identity(render: Any, url: str, annotation: str) -> None:
+    key, value = annotation.split("=", 1)
+    r = render(
+        set_=[
+            *OBJECT_STORE,
+            f"model.source.objectStore.url={url}",
+            "serviceAccount.annotations." + key.replace(".", "\\.") + "=" + value,
+        ]
+    )
+    pod = _pod(r)
+    server = _server(pod)
+    env = {e["name"]: e.get("value") for e in server["env"]}
+    assert env["MODELSHIP_MODEL_BASE_PATH"] == url
+    assert OBJECT_STORE_ENV.items() <= env.items()
+    assert not (STORE_ENV_NAMES & set(env)), "no credentials: the ServiceAccount's identity is used"
+    assert "envFrom" not in server
+    assert not any("secret" in vol for vol in pod["volumes"]), "no Secret is referenced"
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "config", "model-cache"}
+    sa = r.one("ServiceAccount")
+    assert sa["metadata"]["annotations"] == {key: value}
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is False, "IRSA/Pod Identity project their own token"
+
+
+def test_object_store_renders_valid_objects(render: Any, k8s_validator: Any) -> None:
+    for sets in (
+        ["model.source.objectStore.url=s3://b/m", "model.source.objectStore.credentials.secretName=s"],
+        ["model.source.objectStore.url=gs://b/m", "model.source.objectStore.credentials.secretName=s"],
+        ["model.source.objectStore.url=gs://b"],
+    ):
+        r = render(
+            set_=[
+                *OBJECT_STORE,
+                *sets,
+                "networkPolicy.enabled=true",
+                "networkPolicy.allowExternalEgress=false",
+            ]
+        )
+        problems = {o["kind"]: k8s_validator.errors(o) for o in r.objects}
+        assert not any(problems.values()), problems
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "ports"),
+    [
+        ("", {53, 80, 443}),
+        ("http://moto.storage.svc:5000", {53, 80, 443, 5000}),
+        ("https://minio.example.com:443/", {53, 80, 443}),
+        ("https://minio.example.com", {53, 80, 443}),
+    ],
+)
+def test_object_store_keeps_egress_to_the_store(render: Any, endpoint: str, ports: set[int]) -> None:
+    sets = [*OBJECT_STORE, "model.source.objectStore.url=s3://b/m", "networkPolicy.enabled=true"]
+    sets.append(f"model.source.objectStore.endpoint={endpoint}")
+    open_egress = render(set_=sets).one("NetworkPolicy")["spec"]
+    assert open_egress["policyTypes"] == ["Ingress"]
+    locked = render(set_=[*sets, "networkPolicy.allowExternalEgress=false"]).one("NetworkPolicy")["spec"]
+    assert locked["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for rule in locked["egress"] for p in rule["ports"]} == ports
+    assert all(p["protocol"] in ("TCP", "UDP") for rule in locked["egress"] for p in rule["ports"])
+
+
+def test_object_store_url_change_rolls_the_pods(render: Any) -> None:
+    def checksum(url: str) -> str:
+        r = render(set_=[*OBJECT_STORE, f"model.source.objectStore.url={url}"])
+        annotations: dict[str, str] = r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return annotations["checksum/config"]
+
+    assert checksum("s3://b/a") != checksum("s3://b/b")
 
 
 def test_helm_test_pod_runs_a_prediction(rendered: Any) -> None:
@@ -492,3 +689,31 @@ def test_notes_print_port_forward_and_curl(helm: str, chart_copy: Path, render: 
     assert "get secret tok -o jsonpath='{.data.token}' | base64 -d" in with_auth
     header = '-H "Authorization: Bearer $TOKEN"'
     assert f"{header} localhost:8501/v1/models/linear/labels/canary:predict" in with_auth
+    assert "python -m model export" not in text, "the publish workflow is for the objectStore source"
+
+    store = notes_for(
+        "model.source.type=objectStore",
+        "model.source.objectStore.url=s3://ml-models/prod/linear",
+        "model.source.objectStore.endpoint=http://moto.storage.svc:5000",
+        "model.source.objectStore.pollSeconds=10",
+    )
+    assert "from s3://ml-models/prod/linear (objectStore source)" in store
+    assert "every 10 s" in store
+    assert "manifest.json last" in store
+    export = (
+        "AWS_ENDPOINT_URL=http://moto.storage.svc:5000 python -m model export --run-dir runs/next "
+        "--base-path s3://ml-models/prod --name linear"
+    )
+    assert export in store
+    assert "while sleep 5; do curl -s localhost:8501/v1/models/linear; echo; done" in store
+    assert "RESTARTS stays 0" in store
+    assert store.index("port-forward") < store.index(export) < store.index("while sleep 5")
+    gs_auth = notes_for(
+        "model.source.type=objectStore",
+        "model.source.objectStore.url=gs://ml-models/m/other",
+        "auth.enabled=true",
+        "auth.existingSecret=tok",
+    )
+    assert "python -m model export --run-dir runs/next --base-path gs://ml-models/m --name other" in gs_auth
+    assert "AWS_ENDPOINT_URL" not in gs_auth
+    assert f"curl -s {header} localhost:8501/v1/models/linear; echo; done" in gs_auth

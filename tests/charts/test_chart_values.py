@@ -19,7 +19,7 @@ SCHEMA_REJECTS = [
     (["image.tags=v1"], ["/image", "additional properties 'tags' not allowed"]),
     (["replicaCount=three"], ["/replicaCount", "got string, want integer"]),
     (["image.pullPolicy=Sometimes"], ["/image/pullPolicy", "IfNotPresent"]),
-    (["model.source.type=s3"], ["/model/source/type", "image", "pvc", "url"]),
+    (["model.source.type=s3"], ["/model/source/type", "image", "pvc", "url", "objectStore"]),
     (["model.source.url.sha256=not-hex"], ["/model/source/url/sha256", "does not match pattern"]),
     (["model.source.url.url=ftp://x/m.tgz"], ["/model/source/url/url", "does not match pattern"]),
     (["server.restPort=70000"], ["/server/restPort", "maximum"]),
@@ -38,7 +38,68 @@ SCHEMA_REJECTS = [
         ["/model/source/url/url", "https?://"],
     ),
     (["model.source.type=pvc"], ["/model/source/pvc/claimName", "minLength"]),
+    # The objectStore source: an s3:// or gs:// base path, a positive poll interval, sane values.
+    (["model.source.type=objectStore"], ["/model/source/objectStore/url", "(s3|gs)://"]),
+    (
+        ["model.source.type=objectStore", "model.source.objectStore.url=http://bucket/models/linear"],
+        ["/model/source/objectStore/url", "does not match pattern"],
+    ),
+    (
+        ["model.source.type=objectStore", "model.source.objectStore.url=s3:/bucket/linear"],
+        ["/model/source/objectStore/url", "does not match pattern"],
+    ),
+    (
+        [
+            "model.source.type=objectStore",
+            "model.source.objectStore.url=s3://b/m",
+            "model.source.objectStore.pollSeconds=0",
+        ],
+        ["/model/source/objectStore/pollSeconds", "exclusiveMinimum"],
+    ),
+    (
+        [
+            "model.source.type=objectStore",
+            "model.source.objectStore.url=s3://b/m",
+            "model.source.objectStore.pollSeconds=-5",
+        ],
+        ["/model/source/objectStore/pollSeconds", "exclusiveMinimum"],
+    ),
+    (
+        ["model.source.objectStore.pollSeconds=often"],
+        ["/model/source/objectStore/pollSeconds", "want number"],
+    ),
+    (
+        ["model.source.objectStore.endpoint=moto:5000"],
+        ["/model/source/objectStore/endpoint", "does not match pattern"],
+    ),
+    (
+        ["model.source.objectStore.cache.sizeLimit=lots"],
+        ["/model/source/objectStore/cache/sizeLimit", "does not match"],
+    ),
+    (
+        ["model.source.objectStore.cache.sizeLimit=500m"],
+        ["/model/source/objectStore/cache/sizeLimit", "does not match"],
+    ),
+    (["model.source.objectStore.verifyTLS=no"], ["/model/source/objectStore/verifyTLS", "want boolean"]),
+    (
+        ["model.source.objectStore.credentials.gcsKeyFile=a/b.json"],
+        ["/model/source/objectStore/credentials/gcsKeyFile"],
+    ),
+    (
+        ["model.source.objectStore.credentials.gcsKeyFile="],
+        ["/model/source/objectStore/credentials/gcsKeyFile"],
+    ),
+    (
+        ["model.source.objectStore.bucket=b"],
+        ["/model/source/objectStore", "additional properties 'bucket' not allowed"],
+    ),
+    (
+        ["model.source.objectStore.cache.dir=/x"],
+        ["/model/source/objectStore/cache", "additional properties 'dir'"],
+    ),
 ]
+
+GS = ["model.source.type=objectStore", "model.source.objectStore.url=gs://ml-models/linear"]
 
 # (--set arguments, words the VALUES VALIDATION message must contain)
 RULE_REJECTS = [
@@ -68,6 +129,18 @@ RULE_REJECTS = [
     (["terminationGracePeriodSeconds=25"], ["terminationGracePeriodSeconds (25) must exceed"]),
     (["auth.enabled=true"], ["auth.existingSecret or auth.token"]),
     (["server.grpcPort=8501"], ["REST and gRPC ports must differ"]),
+    (
+        [*GS, "model.source.objectStore.endpoint=http://fake-gcs.svc:4443"],
+        ["model.source.objectStore.endpoint", "only applies to s3:// URLs", "STORAGE_EMULATOR_HOST"],
+    ),
+    (
+        [*GS, "model.source.objectStore.region=eu-west-1"],
+        ["model.source.objectStore.region", "only applies to s3://"],
+    ),
+    (
+        [*GS, "model.source.objectStore.verifyTLS=false"],
+        ["model.source.objectStore.verifyTLS", "S3_VERIFY_SSL"],
+    ),
 ]
 
 

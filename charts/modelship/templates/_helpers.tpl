@@ -130,10 +130,46 @@ Return the directory that holds <model.name>/<version>/ for the selected model s
 {{- end }}
 
 {{/*
-Return the model's base path (TF Serving's base_path): <model root>/<model.name>.
+Return the model's base path (TF Serving's base_path): <model root>/<model.name>, or for the
+objectStore source the store URL itself (s3://... or gs://..., without a trailing slash).
 */}}
 {{- define "modelship.modelBasePath" -}}
+{{- if eq .Values.model.source.type "objectStore" }}
+{{- .Values.model.source.objectStore.url | trimSuffix "/" }}
+{{- else }}
 {{- printf "%s/%s" (include "modelship.modelRoot" .) .Values.model.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the scheme of the objectStore source's URL: "s3" or "gs" (empty for other URLs).
+*/}}
+{{- define "modelship.objectStoreScheme" -}}
+{{- regexFind "^(s3|gs)://" .Values.model.source.objectStore.url | trimSuffix "://" }}
+{{- end }}
+
+{{/*
+Return the directory the objectStore source downloads versions to (an emptyDir).
+*/}}
+{{- define "modelship.modelCacheDir" -}}
+/var/cache/modelship
+{{- end }}
+
+{{/*
+Return the directory the GCS credentials Secret of the objectStore source is mounted at.
+*/}}
+{{- define "modelship.gcsCredentialsDir" -}}
+/var/secrets/gcs
+{{- end }}
+
+{{/*
+Return the TCP port of the objectStore source's endpoint when the URL names one ("" otherwise).
+*/}}
+{{- define "modelship.objectStoreEndpointPort" -}}
+{{- $endpoint := .Values.model.source.objectStore.endpoint }}
+{{- if $endpoint }}
+{{- (urlParse $endpoint).host | regexFind ":[0-9]+$" | trimPrefix ":" }}
+{{- end }}
 {{- end }}
 
 {{/*

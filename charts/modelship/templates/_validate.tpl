@@ -6,6 +6,7 @@ values.schema.json checks types, enums and unknown keys; these are the rules tha
 {{- $messages := list }}
 {{- $messages = append $messages (include "modelship.validateValues.urlSource" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.pvcSource" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.objectStoreSource" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.versionPolicy" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.versionLabels" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.rollout" .) }}
@@ -42,6 +43,51 @@ modelship: model.source.url.sha256
 {{- if and (eq .Values.model.source.type "pvc") (not .Values.model.source.pvc.claimName) }}
 modelship: model.source.pvc.claimName
     The pvc source needs the name of an existing PersistentVolumeClaim.
+{{- end }}
+{{- end }}
+
+{{/* The objectStore source needs an s3:// or gs:// base path; S3 settings only go with s3://. */}}
+{{- define "modelship.validateValues.objectStoreSource" -}}
+{{- if eq .Values.model.source.type "objectStore" }}
+{{- $store := .Values.model.source.objectStore }}
+{{- $scheme := include "modelship.objectStoreScheme" . }}
+{{- if not (regexMatch "^(s3|gs)://[A-Za-z0-9][A-Za-z0-9._-]*(/.*)?$" $store.url) }}
+modelship: model.source.objectStore.url
+    The objectStore source needs the model's base path as s3://<bucket>/<prefix> or
+    gs://<bucket>/<prefix>, the prefix holding one <version>/ per version (got {{ $store.url | quote }}).
+{{- end }}
+{{- if and $store.endpoint (not (regexMatch "^https?://[^/?#]+" $store.endpoint)) }}
+modelship: model.source.objectStore.endpoint
+    The endpoint must be an http:// or https:// URL of an S3-compatible service
+    (got {{ $store.endpoint | quote }}).
+{{- end }}
+{{- if eq $scheme "gs" }}
+{{- if $store.endpoint }}
+modelship: model.source.objectStore.endpoint
+    endpoint (AWS_ENDPOINT_URL) only applies to s3:// URLs; for a GCS emulator set
+    STORAGE_EMULATOR_HOST in model.source.objectStore.extraEnv.
+{{- end }}
+{{- if $store.region }}
+modelship: model.source.objectStore.region
+    region (AWS_REGION) only applies to s3:// URLs.
+{{- end }}
+{{- if not $store.verifyTLS }}
+modelship: model.source.objectStore.verifyTLS
+    verifyTLS false (S3_VERIFY_SSL=0) only applies to s3:// URLs.
+{{- end }}
+{{- if and $store.credentials.secretName (not $store.credentials.gcsKeyFile) }}
+modelship: model.source.objectStore.credentials.gcsKeyFile
+    A gs:// source with credentials.secretName needs the Secret's key holding the JSON key file.
+{{- end }}
+{{- end }}
+{{- if le (float64 $store.pollSeconds) 0.0 }}
+modelship: model.source.objectStore.pollSeconds
+    pollSeconds must be greater than 0 (got {{ $store.pollSeconds }}).
+{{- end }}
+{{- if not $store.cache.sizeLimit }}
+modelship: model.source.objectStore.cache.sizeLimit
+    The objectStore source needs a cache size (e.g. 4Gi) that holds the served versions plus one.
+{{- end }}
 {{- end }}
 {{- end }}
 
