@@ -129,6 +129,13 @@ def overlay(
     """The partial pod template (apply configuration) that makes ``template`` serve ``model``."""
     base = strip_overlay(template)
     server = find_container(base, container_name)
+    remote = _env(server, "MODELSHIP_MODEL_BASE_PATH") or ""
+    if remote.startswith(("s3://", "gs://")):
+        raise OverlayError(
+            f"the server serves its versions from object storage ({remote}): publish version "
+            f"{model.version} there instead (`python -m model export --base-path ...`); every pod "
+            "loads it live, and the operator cannot add one beside it"
+        )
     root = model_root(server)
     name = model_name(server, model.name)
     mount = next(

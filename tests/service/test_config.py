@@ -159,3 +159,22 @@ def test_every_modelship_variable_in_the_repository_is_a_setting_or_listed_as_to
             if name not in settings and name not in TOOLING_ENV and name not in typo_tests:
                 unknown.setdefault(name, file)
     assert not unknown, f"add these to service.settings.TOOLING_ENV (or make them settings): {unknown}"
+
+
+def test_object_storage_base_paths_in_a_config_file() -> None:
+    (m,) = parse("model_config_list { config { name: 'm' base_path: 's3://bucket/models/m' } }")
+    assert m.base_path == "s3://bucket/models/m"  # a str: pathlib would collapse s3:// to s3:/
+    with pytest.raises(InvalidArgument, match="model 'm': 's3://B/x': invalid bucket name"):
+        parse("model_config_list { config { name: 'm' base_path: 's3://B/x' } }")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("4Gi", 4 << 30), ("512Mi", 512 << 20), ("2G", 2 * 10**9), ("123", 123), (7, 7)]
+)
+def test_the_cache_bound_takes_bytes_or_a_kubernetes_quantity(value: object, expected: int) -> None:
+    assert Settings(model_cache_max_bytes=value).model_cache_max_bytes == expected  # type: ignore[arg-type]
+
+
+def test_a_bad_cache_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="is not a byte count"):
+        Settings(model_cache_max_bytes="4 gigs")  # type: ignore[arg-type]

@@ -101,6 +101,19 @@ def test_pvc_model_root_is_refused() -> None:
     assert "emptyDir" in view.overlay_error
 
 
+def test_object_storage_target_is_refused() -> None:
+    dep = chart_deployment()
+    server = dep["spec"]["template"]["spec"]["containers"][0]
+    server.setdefault("env", []).append(
+        {"name": "MODELSHIP_MODEL_BASE_PATH", "value": "s3://b/models/linear"}
+    )
+    with pytest.raises(OverlayError, match=r"object storage \(s3://b/models/linear\): publish version"):
+        overlay(dep["spec"]["template"], "server", URL_MODEL, URL_MODEL.revision())
+    view = target_view(dep, "server", URL_MODEL)
+    assert view.overlay_error is not None
+    assert "publish version" in view.overlay_error
+
+
 def test_missing_container_is_refused() -> None:
     with pytest.raises(OverlayError, match="no container 'model'"):
         overlay(chart_deployment()["spec"]["template"], "model", URL_MODEL, "r")
