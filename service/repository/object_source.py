@@ -84,10 +84,15 @@ class ObjectStoreSource:
     def fingerprint(self, ref: VersionRef) -> Fingerprint:
         return tuple((o.rel, o.size, o.tag) for o in self._listing.get(ref.version, ()))
 
+    def _final_dir(self, version: int) -> Path:
+        """Where the version as listed now lives in the cache (its name hashes the listing)."""
+        listing = tuple((o.rel, o.size, o.tag) for o in self._listing.get(version, ()))
+        digest = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
+        return self.cache.version_dir(self.model, version, digest)
+
     def local_path(self, ref: VersionRef) -> Path:
         objects = self._listing.get(ref.version, ())
-        digest = hashlib.sha256(repr(self.fingerprint(ref)).encode()).hexdigest()[:16]
-        final = self.cache.version_dir(self.model, ref.version, digest)
+        final = self._final_dir(ref.version)
         if final.is_dir():  # downloaded before (this run or the last): whole, since renamed
             self._dirs[ref.version] = final
             return final
@@ -111,6 +116,7 @@ class ObjectStoreSource:
 
     def retain(self, keep: set[int]) -> None:
         kept = {path for version, path in self._dirs.items() if version in keep}
+        kept |= {self._final_dir(v) for v in keep if v in self._listing}  # e.g. reused after a restart
         self._dirs = {v: p for v, p in self._dirs.items() if v in keep}
         for path in self.cache.prune(self.model, kept):
             log.info("model cache: removed %s (no longer served)", path)

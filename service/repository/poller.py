@@ -78,11 +78,19 @@ class Poller:
             self._thread.join(timeout=30)
 
     def _watch(self, configs: list[ModelConfig]) -> dict[str, Watched]:
+        """Fresh polling state per model; a model kept with the same base path keeps its source."""
+        previous: dict[str, Watched] = getattr(self, "_watched", {})
         out = {}
         for c in configs:
-            source = source_for(c.base_path, c.name, self._cache)
+            prev = previous.get(c.name)
+            kept = prev is not None and prev.config.base_path == c.base_path
+            source = (
+                prev.source if prev is not None and kept else source_for(c.base_path, c.name, self._cache)
+            )
             remote = is_object_url(c.base_path)
             out[c.name] = Watched(c, source, self._remote_poll_seconds if remote else self._poll_seconds)
+        for name in set(previous) - set(out):
+            self._cache.prune(name, set())  # a model no longer served leaves the download cache
         return out
 
     def _run(self) -> None:

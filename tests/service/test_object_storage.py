@@ -258,3 +258,23 @@ def test_gcs_serves_and_swaps_versions(
     assert repo.resolve("linear").version == 10
     manifest = json.loads((versions / "10" / MANIFEST_NAME).read_text())
     assert repo.resolve("linear").manifest == manifest
+
+
+def test_a_config_reload_keeps_a_kept_models_cache_and_clears_a_removed_ones(
+    s3_env: MotoS3, versions: Path, prefix: str, tmp_path: Path
+) -> None:
+    publish(s3_env, f"{prefix}/1", versions / "1")
+    url = f"s3://{BUCKET}/{prefix}"
+    repo = _repo(url, tmp_path)
+    repo.poll_once()
+    cached = _cache_dirs(tmp_path)
+    repo.reconfigure([ModelConfig("linear", url)])
+    repo.poll_once()
+    repo.poll_once()
+    assert _cache_dirs(tmp_path) == cached, "a kept model's loaded version stays cached"
+    assert repo.source_requests()[("linear", "get")] == sum(
+        1 for p in (versions / "1").rglob("*") if p.is_file()
+    )
+    repo.reconfigure([ModelConfig("other", str(versions.parent))])
+    repo.poll_once()
+    assert _cache_dirs(tmp_path) == [], "a removed model leaves the cache"
