@@ -112,12 +112,12 @@ class Settings(BaseSettings):
         0, ge=0, description="Re-read the config file this often (0: never)."
     )
     file_system_poll_wait_seconds: float = Field(
-        1, description="Scan base paths for new versions this often; 0 scans once, negative never."
+        1, description="Scan base paths for new versions this often; 0 or less: once at start-up."
     )
     object_store_poll_wait_seconds: float = Field(
         30,
         description="List s3:// and gs:// base paths this often (each listing is one billed request "
-        "per model per pod); 0 lists once, negative never. Errors back off up to 5 minutes.",
+        "per model per pod); 0 or less: once (retried until it succeeds). Errors back off up to 5 minutes.",
     )
     version_settle_seconds: float = Field(
         0.5,
