@@ -14,7 +14,7 @@ from pathlib import Path
 
 from model.errors import ExportError
 from model.manifest import MANIFEST_NAME
-from model.storage import ObjectURL, StorageError, open_store
+from model.storage import ObjectURL, StorageError, first_line, open_store
 
 
 def existing_versions(model_url: ObjectURL, store: object | None = None) -> list[int]:
@@ -26,7 +26,7 @@ def existing_versions(model_url: ObjectURL, store: object | None = None) -> list
     try:
         listing = obstore.list_with_delimiter(store, prefix or None)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - obstore's own error hierarchy
-        raise ExportError(f"cannot list {model_url}: {_first_line(exc)}") from None
+        raise ExportError(f"cannot list {model_url}: {first_line(exc)}") from None
     names = (p[len(prefix) :].strip("/") for p in listing["common_prefixes"])
     return sorted(int(n) for n in names if n.isdigit())
 
@@ -55,15 +55,10 @@ def upload_version(
         try:
             obstore.put(store, key, path)
         except Exception as exc:  # noqa: BLE001 - obstore's own error hierarchy
-            raise ExportError(f"upload of {key} to {version_url} failed: {_first_line(exc)}") from None
+            raise ExportError(f"upload of {key} to {version_url} failed: {first_line(exc)}") from None
         return key
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(payload)))) as pool:
         keys = list(pool.map(put, payload))
     keys.append(put(manifest))  # the commit marker, once everything it lists is there
     return keys
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:500]

@@ -146,3 +146,9 @@ def open_store(url: ObjectURL, env: Mapping[str, str] | None = None, timeout: fl
         client_options=_client_options(base, env, timeout),
         retry_config=_retry(),
     )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a store error (obstore's messages carry a multi-line debug dump)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]

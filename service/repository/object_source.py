@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from model import manifest as manifest_file
-from model.storage import ObjectURL, StorageError, open_store
+from model.storage import ObjectURL, StorageError, first_line, open_store
 from service.errors import DataLoss, ServingError
 from service.repository.cache import ModelCache
 from service.repository.source import VERSION_LIMIT, Fingerprint, SourceUnavailable, VersionRef
@@ -131,7 +131,7 @@ class ObjectStoreSource:
             raise
         except Exception as exc:  # noqa: BLE001 - obstore raises its own hierarchy and OSError
             self.counters.failures += 1
-            raise SourceUnavailable(f"{self.url}: {op} failed: {_first_line(exc)}") from None
+            raise SourceUnavailable(f"{self.url}: {op} failed: {first_line(exc)}") from None
 
     def _client(self, purpose: str = "metadata") -> Any:
         """A store for listings and manifests (30 s per request) or for file downloads (1 h)."""
@@ -227,8 +227,3 @@ def _safe_relative(rel: str) -> None:
     parts = PurePosixPath(rel).parts
     if rel.startswith("/") or any(p in ("..", ".", "") for p in parts):
         raise DataLoss(f"refusing object {rel!r}: not a plain relative path")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:500]
