@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.fixtures import export_linear, export_multi_io, train_linear
+from tests.object_store import FakeGcs, MotoS3, fake_gcs, moto_s3
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +34,17 @@ def fresh_base(tmp_path: Path, linear_run: Path) -> Path:
     """A writable base path holding linear/1 only, for tests that add or tamper with versions."""
     export_linear(linear_run, tmp_path, 1)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """A real S3 server (moto, its own process) on 127.0.0.1 with bucket ``models``; tests use own prefixes."""
+    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
+    """fake-gcs-server (built and cached on first use) on 127.0.0.1 with bucket ``models``."""
+    with fake_gcs(tmp_path_factory.mktemp("gcs") / "gcs.log") as server:
+        yield server

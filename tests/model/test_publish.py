@@ -7,22 +7,15 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from model.manifest import MANIFEST_NAME
-from tests.object_store import BUCKET, MotoS3, moto_s3
+from tests.object_store import BUCKET, MotoS3
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
 
 
 def _export(s3: MotoS3, run: Path, *extra: str) -> subprocess.CompletedProcess[str]:

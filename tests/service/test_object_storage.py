@@ -10,7 +10,6 @@ import itertools
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,10 @@ from service.errors import Code
 from service.model_config import ModelConfig, VersionPolicy
 from service.repository import ModelRepository, State
 from tests.fixtures import export_linear
-from tests.object_store import BUCKET, FakeGcs, MotoS3, fake_gcs, moto_s3, publish
+from tests.object_store import BUCKET, FakeGcs, MotoS3, publish
 
 pytestmark = pytest.mark.slow
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
-    with fake_gcs(tmp_path_factory.mktemp("gcs") / "gcs.log") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +56,15 @@ def _repo(url: str, cache: Path, policy: VersionPolicy | None = None, **kw: obje
         cache_dir=cache,
         **kw,  # type: ignore[arg-type]
     )
+
+
+def _serving(s3: MotoS3, versions: Path, prefix: str, cache: Path, version: int = 2) -> ModelRepository:
+    """A repository serving ``version`` from ``s3://models/<prefix>``."""
+    publish(s3, f"{prefix}/{version}", versions / str(version))
+    repo = _repo(f"s3://{BUCKET}/{prefix}", cache)
+    repo.poll_once()
+    assert repo.resolve("linear").version == version
+    return repo
 
 
 def _cache_dirs(cache: Path) -> list[str]:
@@ -131,9 +127,7 @@ def test_third_party_versions_without_any_manifest_load_after_settling(
 def test_a_tampered_file_is_refused_and_the_old_version_keeps_serving(
     s3_env: MotoS3, versions: Path, prefix: str, tmp_path: Path
 ) -> None:
-    publish(s3_env, f"{prefix}/2", versions / "2")
-    repo = _repo(f"s3://{BUCKET}/{prefix}", tmp_path)
-    repo.poll_once()
+    repo = _serving(s3_env, versions, prefix, tmp_path)
     keys = publish(s3_env, f"{prefix}/3", versions / "3")
     victim = next(k for k in keys if "variables.data" in k)
     s3_env.put(victim, b"\0" * 64)  # changed after the manifest was written
@@ -142,8 +136,10 @@ def test_a_tampered_file_is_refused_and_the_old_version_keeps_serving(
     status = repo.statuses("linear", 3)[0]
     assert (status.state, status.error_code) == (State.END, Code.DATA_LOSS)
     assert "sha256 mismatch for variables/variables.data" in status.error_message
+    gets = repo.source_requests()[("linear", "get")]
     repo.poll_once()  # unchanged since: not downloaded again
     assert repo.statuses("linear", 3)[0].state == State.END
+    assert repo.source_requests()[("linear", "get")] == gets
     assert [d.split("-")[0] for d in _cache_dirs(tmp_path)] == ["2"], "the refused download left nothing"
     s3_env.put(victim, (versions / "3" / victim.split("/3/", 1)[1]).read_bytes())  # repaired
     repo.poll_once()
@@ -153,9 +149,7 @@ def test_a_tampered_file_is_refused_and_the_old_version_keeps_serving(
 def test_a_truncated_or_incomplete_version_is_refused(
     s3_env: MotoS3, versions: Path, prefix: str, tmp_path: Path
 ) -> None:
-    publish(s3_env, f"{prefix}/2", versions / "2")
-    repo = _repo(f"s3://{BUCKET}/{prefix}", tmp_path)
-    repo.poll_once()
+    repo = _serving(s3_env, versions, prefix, tmp_path)
     keys = publish(s3_env, f"{prefix}/3", versions / "3")
     s3_env.delete(next(k for k in keys if k.endswith("saved_model.pb")))
     repo.poll_once()

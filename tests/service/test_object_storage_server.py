@@ -9,14 +9,13 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures import ServerProcess, export_linear
-from tests.object_store import BUCKET, FakeGcs, MotoS3, fake_gcs, moto_s3, publish
+from tests.object_store import BUCKET, FakeGcs, MotoS3, publish
 
 pytestmark = pytest.mark.slow
 _prefixes = itertools.count()
@@ -29,18 +28,6 @@ def versions(tmp_path_factory: pytest.TempPathFactory, linear_run: Path) -> Path
     for v in (1, 2, 3):
         export_linear(linear_run, base, v)
     return base / "linear"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
-    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcs]:
-    with fake_gcs(tmp_path_factory.mktemp("gcs") / "gcs.log") as server:
-        yield server
 
 
 class Load:
