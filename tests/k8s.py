@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -202,15 +203,29 @@ def pinned_helm() -> str:
     return run_script("scripts/tools/helm", timeout=1800).strip().splitlines()[-1]
 
 
+def _is_local(ip: str) -> bool:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family) as sock:
+        try:
+            sock.bind((ip, 0))
+        except OSError:
+            return False
+    return True
+
+
 def host_address_for_pods(kube: Kube) -> str:
     """An address of this machine that pods can reach (a test server the pods talk to binds it).
 
-    The source-built cluster's node is this machine: its node IP. A kind cluster's nodes are
+    The source-built cluster's node is this machine: its node IP (an address bindable here). A kind cluster's nodes are
     containers on the ``kind`` Docker network: its gateway. ``MODELSHIP_TEST_HOST_IP`` overrides.
     """
     override = os.environ.get("MODELSHIP_TEST_HOST_IP")
     if override or kube.node_ip:
         return override or kube.node_ip
+    for node in kube.json("get", "nodes")["items"]:
+        for address in node["status"].get("addresses", []):
+            if address["type"] == "InternalIP" and _is_local(address["address"]):
+                return str(address["address"])  # the node is this machine (source-built cluster)
     proc = subprocess.run(
         ["docker", "network", "inspect", "kind", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}"],
         capture_output=True,
