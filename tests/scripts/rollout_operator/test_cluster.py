@@ -263,6 +263,14 @@ class Release:
     def deployment(self, name: str = DEPLOYMENT) -> dict[str, Any] | None:
         return self.env.kube.get_deployment(self.ns, name)
 
+    def wait_rolled_out(self, timeout: int) -> None:
+        """``kubectl rollout status`` of the serving Deployment: every pod updated and available."""
+        self.env.run(
+            "kubectl",
+            *("rollout", "status", "-n", self.ns, f"deployment/{DEPLOYMENT}", f"--timeout={timeout}s"),
+            timeout=timeout + 20,
+        )
+
     def serving_pods(self) -> list[dict[str, Any]]:
         return self.env.kube.list_pods(
             self.ns, "app.kubernetes.io/name=modelship,app.kubernetes.io/instance=ms"
@@ -384,16 +392,7 @@ def release(env: Env, images: str) -> Iterator[Release]:
 @pytest.fixture
 def traffic(release: Release) -> Iterator[tuple[Client, Capacity]]:
     # helm --wait returns at Ready; pods count as available minReadySeconds later
-    release.env.run(
-        "kubectl",
-        "rollout",
-        "status",
-        "-n",
-        release.ns,
-        f"deployment/{DEPLOYMENT}",
-        "--timeout=120s",
-        timeout=150,
-    )
+    release.wait_rolled_out(120)
     client, capacity = Client(release.service_url()), Capacity(release)
     threads = [
         threading.Thread(target=client.run, daemon=True),
@@ -614,16 +613,7 @@ def test_helm_upgrade_does_not_revert_a_promoted_version(release: Release, model
     assert sorted(release.served_versions()) == pods
     # a real chart change rolls the pods, still with the promoted model
     release.helm_upgrade("server.logLevel=debug")
-    release.env.run(
-        "kubectl",
-        "rollout",
-        "status",
-        "-n",
-        release.ns,
-        f"deployment/{DEPLOYMENT}",
-        "--timeout=300s",
-        timeout=320,
-    )
+    release.wait_rolled_out(300)
     changed = release.deployment()
     assert changed is not None
     assert changed["spec"]["template"]["metadata"]["annotations"][ANN_MODEL_VERSION] == "2"
