@@ -93,19 +93,14 @@ def server(base: Path, traffic_file: Path, log_path: Path) -> Iterator[ServerPro
     ]
     with ServerProcess.running(args, log_path) as server:
         for v in range(1, 6):
-            wait_until(
-                lambda v=v: httpx.get(f"{server.url}/v1/models/linear/versions/{v}").status_code == 200, 120
-            )
-            wait_until(
-                lambda v=v: (
-                    httpx.get(f"{server.url}/v1/models/linear/versions/{v}").json()["model_version_status"][
-                        0
-                    ]["state"]
-                    == "AVAILABLE"
-                ),
-                120,
-            )
+            url = f"{server.url}/v1/models/linear/versions/{v}"
+            wait_until(lambda url=url: _state(url) == "AVAILABLE", 180)
         yield server
+
+
+def _state(url: str) -> str:
+    body = httpx.get(url, timeout=5).json()
+    return str(body["model_version_status"][0]["state"]) if "model_version_status" in body else ""
 
 
 def _shadow(url: str, version: int, result: str) -> float:

@@ -22,6 +22,7 @@ from tests.service.traffic_helpers import (
     metric,
     model_config,
     status,
+    wait_until,
     write_traffic,
 )
 
@@ -65,8 +66,8 @@ def server(
     with ServerProcess.running(args, tmp_path_factory.mktemp("log") / "server.log") as server:
         server.wait_ready()
         for v in (1, 2):  # both versions AVAILABLE before any share is measured
-            r = httpx.post(f"{server.url}/v1/models/linear/versions/{v}:predict", json=PREDICT, timeout=10)
-            assert r.status_code == 200, r.text
+            url = f"{server.url}/v1/models/linear/versions/{v}:predict"
+            wait_until(lambda url=url: httpx.post(url, json=PREDICT, timeout=10).status_code == 200, 120)
         yield server
 
 
