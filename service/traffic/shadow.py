@@ -4,10 +4,11 @@ After the primary answer is computed the dataplane :meth:`ShadowWorker.submit`\\
 inputs and the primary outputs (a ``put_nowait`` on a bounded queue: nothing waits). ONE daemon
 thread, at the lowest CPU priority (nice 19, Linux), runs the candidate on TensorFlow (never through
 the batch queue, never through LiteRT, whose interpreters belong to the event loop), compares
-(:mod:`service.traffic.compare`) and records only aggregates in the metrics. The queue full, or the
-server draining: the shadow is dropped and counted. Draining never waits for shadows (the thread
-is a daemon; :meth:`close` drops what is queued). Shadow outputs are never returned nor logged, and
-a failing candidate is logged by exception type only.
+(:mod:`service.traffic.compare`) and records only aggregates in the metrics. The queue full, the
+server draining, or a request holding more than 1 MiB of tensors (queued shadows are outside the
+in-flight memory budget): the shadow is dropped and counted. Draining never waits for shadows (the
+thread is a daemon; :meth:`close` drops what is queued). Shadow outputs are never returned nor
+logged, and a failing candidate is logged by exception type only.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.traffic.compare import Result, compare
 __all__ = ["DEFAULT_QUEUE", "ShadowJob", "ShadowWorker"]
 
 DEFAULT_QUEUE = 64
+MAX_JOB_BYTES = 1 << 20  # inputs + outputs a queued shadow may hold: the queue holds <= 64 MiB
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Servable, str, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -49,6 +51,10 @@ class ShadowJob:
     rtol: float
     atol: float
 
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.inputs.values()) + sum(a.nbytes for a in self.primary.values())
+
 
 class ShadowWorker:
     """A bounded queue and one low-priority thread running and comparing shadow requests."""
@@ -66,8 +72,9 @@ class ShadowWorker:
         return self._queue.qsize()
 
     def submit(self, job: ShadowJob) -> bool:
-        """Queue ``job`` without waiting; False (and counted as dropped) when full or closed."""
-        if not self._closed:
+        """Queue ``job`` without waiting; False (and counted as dropped) when full, closed, or when
+        the job holds more than ``MAX_JOB_BYTES`` (the queue's memory is outside the request budget)."""
+        if not self._closed and job.nbytes <= MAX_JOB_BYTES:
             try:
                 self._queue.put_nowait(job)
                 return True

@@ -150,3 +150,43 @@ def test_compare_results() -> None:
     big, small = {"y": np.array([100.0])}, {"y": np.array([90.0])}
     assert compare(big, small, 0.1, 0)[0] == Result.AGREE
     assert compare(small, big, 0.1, 0)[0] == Result.DISAGREE
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.results: list[tuple[str, str, str]] = []
+
+    def shadow_result(self, model: str, version: str, result: str, seconds: float, diff: float) -> None:
+        self.results.append((model, version, result))
+
+
+def test_shadow_worker_drops_when_full_closed_or_too_big() -> None:
+    import threading
+
+    from service.traffic import ShadowJob, ShadowWorker
+
+    gate = threading.Event()
+
+    def run(servable: object, signature: str, inputs: object) -> dict[str, np.ndarray]:
+        gate.wait(10)
+        return {"y": np.array([1.0])}
+
+    recorder = _Recorder()
+    worker = ShadowWorker(run, recorder, capacity=1)  # type: ignore[arg-type]
+
+    class Candidate:
+        version = 2
+
+    small = ShadowJob("m", Candidate(), "s", {"x": np.zeros(3)}, {"y": np.array([1.0])}, 1e-4, 1e-6)  # type: ignore[arg-type]
+    big = ShadowJob("m", Candidate(), "s", {"x": np.zeros(1 << 18)}, {"y": np.array([1.0])}, 1e-4, 1e-6)  # type: ignore[arg-type]
+    assert not worker.submit(big)
+    assert worker.submit(small)  # taken by the thread, which now waits on the gate
+    deadline = threading.Event()
+    while worker.pending:
+        deadline.wait(0.01)
+    assert worker.submit(small)  # queued
+    assert not worker.submit(small)  # full
+    worker.close()  # drops the queued one; never waits for the running one
+    assert not worker.submit(small)
+    assert [r for _, _, r in recorder.results].count("dropped") == 4
+    gate.set()
