@@ -221,6 +221,7 @@ def test_live_reload_under_load_and_invalid_file(
     for t in threads:
         t.start()
     try:
+        wait_until(lambda: versions[1] >= 20)  # the load runs on the old config first
         applied = apply(
             server.url, traffic_file, {"generation": "after", "models": {"linear": {"weights": {"2": 100}}}}
         )
