@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import procs, report
+from bench import procs, report, traffic
 from bench.load import LoadResult, tfs
 from bench.load import ghz as ghz_load
 from bench.load import pygrpc as pygrpc_load
@@ -32,6 +32,7 @@ from bench.load import wrk as wrk_load
 from bench.targets import (
     BY_KEY,
     DEFAULT_BATCHING,
+    DEFAULT_TARGETS,
     GRPC,
     REST,
     ROOT,
@@ -58,8 +59,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model-name", default="linear", help="model name (route path and ModelSpec.name)")
     p.add_argument(
         "--targets",
-        default=",".join(t.key for t in TARGETS),
-        help="comma-separated targets to run, in this order: " + ", ".join(t.key for t in TARGETS),
+        default=",".join(t.key for t in DEFAULT_TARGETS),
+        help="comma-separated targets to run, in the order given (default: all but the traffic ones): "
+        + ", ".join(t.key for t in TARGETS)
+        + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too",
     )
     p.add_argument(
         "--connections", default="1,32,256", help="comma-separated concurrent connections, one point each"
@@ -401,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for some in (measured, points):
         report.add_ratios(some, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
     items = report.checks(points)
+    kinds = {t.key: t.traffic for t in args.target_list if t.traffic}
+    traffic_lines, traffic_checks = traffic.costs(points, kinds)
+    items += traffic_checks
     args.out_dir.mkdir(parents=True, exist_ok=True)
     report.write_json(args.out_dir / "latest.json", meta, points, items, measured)
     report.write_markdown(args.out_dir / "latest.md", meta, points, items)
@@ -416,8 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in points:
         if p.failure:
             print(f"! {p.name} ({p.transport}) c={p.connections}: {p.failure}")
+    if traffic_lines:
+        print(f"\nTraffic split and shadow against {traffic.BASELINE} (same run):")
+        print("\n".join(traffic_lines))
     if items:
-        print("\nTargets of issue 3 (informational, never gated):")
+        print("\nTargets of issues 3 and 12 (informational, never gated):")
         print(report.checks_text(items))
     print(
         f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "

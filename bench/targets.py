@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import procs, traffic
 from bench.load import tfs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,7 @@ class Target:
     transport: str  # REST or gRPC
     kind: str  # seed | bare-asgi | bare-grpc | modelship
     batching: bool = False
+    traffic: str = ""  # "split" or "shadow": two versions and a traffic file (bench/traffic.py)
 
     @property
     def is_ceiling(self) -> bool:
@@ -46,11 +47,14 @@ TARGETS = (
     Target("bare-asgi", "bare ASGI", REST, "bare-asgi"),
     Target("modelship-rest", "modelship", REST, "modelship"),
     Target("modelship-rest-batching", "modelship+batching", REST, "modelship", batching=True),
+    Target("modelship-rest-split", "modelship 90/10 split", REST, "modelship", traffic=traffic.SPLIT),
+    Target("modelship-rest-shadow", "modelship shadow 10%", REST, "modelship", traffic=traffic.SHADOW),
     Target("bare-grpc", "bare grpc.aio", GRPC, "bare-grpc"),
     Target("modelship-grpc", "modelship", GRPC, "modelship"),
     Target("modelship-grpc-batching", "modelship+batching", GRPC, "modelship", batching=True),
 )
 BY_KEY = {t.key: t for t in TARGETS}
+DEFAULT_TARGETS = tuple(t for t in TARGETS if not t.traffic)  # the traffic ones on request
 
 
 @dataclass
@@ -125,12 +129,16 @@ def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> lis
         return [py, "-m", "bench.servers.bare_asgi", f"--port={rest_port}"]
     if target.kind == "bare-grpc":
         return [py, "-m", "bench.servers.bare_grpc", f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
+    if target.traffic:
+        config, traffic_file = traffic.files(ctx.work, ctx.model_name, ctx.version_dir, target.traffic)
+        models = [f"--model_config_file={config}", f"--traffic_config_file={traffic_file}"]
+    else:
+        models = [f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}"]
     argv = [
         py,
         "-m",
         "service",
-        f"--model_name={ctx.model_name}",
-        f"--model_base_path={ctx.base_path}",
+        *models,
         f"--rest_api_port={rest_port}",
         f"--port={grpc_port}",
         "--host=127.0.0.1",
@@ -160,6 +168,10 @@ def launch(target: Target, ctx: Context) -> Running:
             running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
             body = tfs.rest_body(ctx.rows)
             procs.wait_for(lambda: rest_ok(running.url, body), ctx.ready_timeout, proc, log, target.key)
+            if target.traffic:  # both versions serving before the split is measured
+                name = ctx.model_name
+                ready = lambda: traffic.both_available(rest_port, name)  # noqa: E731
+                procs.wait_for(ready, ctx.ready_timeout, proc, log, target.key)
         else:
             running.address = f"127.0.0.1:{grpc_port}"
             request = tfs.predict_request(ctx.model_name, ctx.rows)

@@ -18,6 +18,10 @@ def main() -> int:
         settings = parse_settings()
         settings.models()
         settings.auth_token_value()
+        if settings.traffic_config_file is not None:
+            from service.traffic import parse
+
+            parse(settings.traffic_config_file.read_bytes(), str(settings.traffic_config_file))
         from service.grpc.server import parse_channel_arguments
 
         parse_channel_arguments(settings.grpc_channel_arguments)

@@ -3,7 +3,9 @@
 REST and gRPC both call one :class:`DataPlane`; neither knows about the other, nor about the
 repository behind it (model status, the model list, config reload and draining are here too).
 Model calls run on a small thread pool so the event loop keeps serving health checks and other
-requests meanwhile.
+requests meanwhile. :meth:`DataPlane.route` is where a name-only inference request gets its version
+from the traffic config (:mod:`service.traffic`), once per request; :meth:`DataPlane.predict` hands
+a sample of those to the shadow worker after the primary answer is computed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from service.errors import InvalidArgument, Unimplemented
 from service.model_config import ModelConfig
 from service.repository import ModelRepository, State, VersionStatus
 from service.servable import Servable
+from service.traffic import ShadowJob, ShadowWorker, Traffic
 
 MAX_UNKNOWN_MODEL_LABELS = 16
+
+HeaderLookup = Callable[[str], bytes | None]  # a request header (gRPC: metadata) by lower-case name
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,12 @@ class DataPlane:
         inline_max_rows: int = 64,
         batching: BatchingParameters | None = None,
         on_batch: Callable[[int], None] | None = None,
+        traffic: Traffic | None = None,
+        shadow: ShadowWorker | None = None,
     ) -> None:
         self.repository = repository
+        self.traffic = traffic or Traffic()
+        self.shadow = shadow
         self.batching = batching
         self._on_batch = on_batch
         self.inline_max_rows = inline_max_rows
@@ -67,6 +76,8 @@ class DataPlane:
         )
 
     def close(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close()
         self._pool.shutdown(wait=True)
 
     # -- health --------------------------------------------------------------------------------
@@ -84,11 +95,34 @@ class DataPlane:
         return self._draining
 
     def start_draining(self) -> None:
+        """Readiness false from now on; queued shadow requests are dropped, no new ones taken."""
         self._draining = True
+        if self.shadow is not None:
+            self.shadow.close()
 
     # -- model lookup --------------------------------------------------------------------------
 
     def resolve(self, ref: ModelRef) -> Servable:
+        """The servable ``ref`` names, as TF Serving resolves it (name only: latest AVAILABLE)."""
+        return self.repository.resolve(ref.name, ref.version, ref.label)
+
+    def route(self, ref: ModelRef, header: HeaderLookup | None = None) -> Servable:
+        """The servable an inference request runs on: a name-only request for a model with weights
+        goes where the traffic split sends it (sticky by ``header`` when configured), the rest as
+        :meth:`resolve`. Called once per request: every call advances the split."""
+        if ref.version is None and ref.label is None:
+            route = self.traffic.applied.routes.get(ref.name)
+            if route is not None and route.split is not None:
+                available = self.repository.available(ref.name)
+                chosen = None
+                if route.sticky_header is not None and header is not None:
+                    key = header(route.sticky_header)
+                    if key:
+                        chosen = route.split.pick_sticky(key, available)
+                if chosen is None:
+                    chosen = route.split.pick(available)
+                if chosen is not None:
+                    return chosen
         return self.repository.resolve(ref.name, ref.version, ref.label)
 
     def list_models(self) -> list[str]:
@@ -132,8 +166,11 @@ class DataPlane:
         info: sig.SignatureInfo,
         inputs: dict[str, np.ndarray],
         output_filter: Sequence[str] = (),
+        ref: ModelRef | None = None,
     ) -> Prediction:
-        """Validate ``inputs`` against ``info`` and run it; keep only ``output_filter`` outputs."""
+        """Validate ``inputs`` against ``info`` and run it; keep only ``output_filter`` outputs.
+
+        ``ref`` is what the client addressed; a name-only one may be shadowed (after the answer)."""
         validate_inputs(info, inputs, servable.allow_non_finite)
         wanted = list(output_filter)
         for name in wanted:
@@ -151,7 +188,32 @@ class DataPlane:
             outputs = await self.run(servable, info.name, inputs)
         if wanted:
             outputs = {k: outputs[k] for k in wanted}
+        if ref is not None and self.shadow is not None and ref.version is None and ref.label is None:
+            self._maybe_shadow(ref.name, servable, info.name, inputs, outputs)
         return Prediction(servable, info, outputs)
+
+    def _maybe_shadow(
+        self,
+        model: str,
+        primary: Servable,
+        signature_name: str,
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+    ) -> None:
+        """Queue this request for the candidate when the config samples it: only requests another
+        version answered, and only while the candidate is AVAILABLE, count towards its share."""
+        route = self.traffic.applied.routes.get(model)
+        if route is None or route.shadow is None or route.shadow_sample is None:
+            return
+        shadow = route.shadow
+        if shadow.version == primary.version:
+            return
+        candidate = self.repository.available(model).get(shadow.version)
+        if candidate is None or not route.shadow_sample.take():
+            return
+        assert self.shadow is not None
+        job = ShadowJob(model, candidate, signature_name, inputs, outputs, shadow.rtol, shadow.atol)
+        self.shadow.submit(job)
 
     def _batcher(
         self, servable: Servable, info: sig.SignatureInfo, inputs: dict[str, np.ndarray]
@@ -250,6 +312,15 @@ class DataPlane:
         return await self.predict(servable, info, {input_name: serialized})
 
 
+def run_candidate(
+    servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """A shadow request (on the shadow thread): validated as a request, run on TensorFlow only."""
+    info = servable.signature(signature_name)
+    validate_inputs(info, inputs, servable.allow_non_finite)
+    return servable.run(info.name, inputs)
+
+
 def validate_inputs(
     info: sig.SignatureInfo, inputs: Mapping[str, np.ndarray], allow_non_finite: bool
 ) -> None:
@@ -289,4 +360,13 @@ def _shape_fits(expected: tuple[int, ...], got: tuple[int, ...]) -> bool:
     return True
 
 
-__all__ = ["DataPlane", "ModelRef", "Prediction", "State", "VersionStatus", "validate_inputs"]
+__all__ = [
+    "DataPlane",
+    "HeaderLookup",
+    "ModelRef",
+    "Prediction",
+    "State",
+    "VersionStatus",
+    "run_candidate",
+    "validate_inputs",
+]

@@ -13,6 +13,16 @@ Names (the Helm chart's dashboard and the rollout operator read these):
   ``modelship_model_source_last_success_timestamp_seconds{model}``,
   ``modelship_model_source_requests_total{model,op}`` (object storage: ``list``, ``get``) and
   ``modelship_model_cache_bytes`` / ``modelship_model_cache_limit_bytes``: model sources
+* ``modelship_traffic_config_info{generation,hash}`` (1 for the applied traffic config: the
+  ``generation`` the file sets and the hash of its normalized form) and
+  ``modelship_traffic_config_errors_total``: new traffic files that could not be applied
+* ``modelship_shadow_requests_total{model,version,result}``: shadow requests on candidate
+  ``version`` by result: ``agree``, ``disagree``, ``shape_mismatch`` (an output missing, or another
+  dtype or shape), ``error`` (the candidate failed), ``dropped`` (queue full or draining);
+  ``modelship_shadow_duration_seconds{model,version}`` (histogram: the candidate's call and the
+  comparison), ``modelship_shadow_max_abs_diff{model,version}`` (the largest absolute difference
+  between candidate and primary outputs seen so far) and ``modelship_shadow_queue_length``.
+  Shadows never touch the request metrics or the batch histogram.
 * ``:tensorflow:serving:request_count{model_name,status}`` and
   ``:tensorflow:serving:request_latency{model_name,API,entrypoint}`` (microseconds), as TF Serving
   names them, so existing dashboards keep working.
@@ -20,7 +30,7 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -41,6 +51,7 @@ from service.repository import State
 
 if TYPE_CHECKING:
     from service.repository import ModelRepository
+    from service.traffic import Traffic
 
 _LATENCY_BUCKETS = (
     0.0002,
@@ -115,6 +126,26 @@ class Metrics:
         self.memory_in_use = Gauge(
             "modelship_memory_in_use_bytes", "Bytes in-flight requests hold now", registry=self.registry
         )
+        self.shadow_requests = Counter(
+            "modelship_shadow_requests",
+            "Shadow requests on a candidate version by comparison result",
+            ["model", "version", "result"],
+            registry=self.registry,
+        )
+        self.shadow_duration = Histogram(
+            "modelship_shadow_duration_seconds",
+            "Candidate call plus comparison of a shadow request, in seconds",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.shadow_max_abs_diff = Gauge(
+            "modelship_shadow_max_abs_diff",
+            "Largest absolute difference between candidate and primary outputs seen so far",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self._shadow_worst: dict[tuple[str, str], float] = {}
         self._tf_counts: dict[tuple[str, str], float] = {}
         self._children: dict[tuple[str, str, str, Code, str], tuple[Any, Any, Any, tuple[str, str]]] = {}
         self.registry.register(_TFRequestCount(self._tf_counts))
@@ -150,6 +181,24 @@ class Metrics:
     def watch_repository(self, repository: ModelRepository) -> None:
         """Export the health of every model's source and the download cache, read at scrape time."""
         self.registry.register(_SourceCollector(repository))
+
+    def watch_traffic(self, traffic: Traffic, queue_length: Callable[[], int] | None = None) -> None:
+        """Export the applied traffic config's generation and hash, and its reload errors."""
+        self.registry.register(_TrafficCollector(traffic))
+        if queue_length is not None:
+            Gauge(
+                "modelship_shadow_queue_length", "Shadow requests waiting", registry=self.registry
+            ).set_function(queue_length)
+
+    def shadow_result(self, model: str, version: str, result: str, seconds: float, diff: float) -> None:
+        """One shadow request's outcome (called from the shadow thread; seconds/diff < 0: none)."""
+        self.shadow_requests.labels(model, version, result).inc()
+        if seconds >= 0:
+            self.shadow_duration.labels(model, version).observe(seconds)
+        key = (model, version)
+        if diff >= 0 and diff >= self._shadow_worst.get(key, -1.0):
+            self._shadow_worst[key] = diff
+            self.shadow_max_abs_diff.labels(model, version).set(diff)
 
     def memory_refused(self, reason: str) -> None:
         self.memory_refusals.labels(reason).inc()
@@ -215,3 +264,21 @@ class _SourceCollector(Collector):
         limit = Metric("modelship_model_cache_limit_bytes", "Bound of the download cache (0: none)", "gauge")
         limit.add_sample("modelship_model_cache_limit_bytes", {}, cache.max_bytes or 0)
         yield from (up, errors, last, requests, used, limit)
+
+
+class _TrafficCollector(Collector):
+    """The applied traffic config (read at scrape time from :class:`service.traffic.Traffic`)."""
+
+    def __init__(self, traffic: Traffic) -> None:
+        self._traffic = traffic
+
+    def collect(self) -> Iterable[Metric]:
+        applied = self._traffic.applied
+        info = Metric("modelship_traffic_config", "The applied traffic config (generation, hash)", "info")
+        labels = {"generation": applied.config.generation, "hash": applied.hash}
+        info.add_sample("modelship_traffic_config_info", labels, 1)
+        errors = Metric(
+            "modelship_traffic_config_errors", "Traffic config files that could not be applied", "counter"
+        )
+        errors.add_sample("modelship_traffic_config_errors_total", {}, self._traffic.errors_total)
+        yield from (info, errors)

@@ -23,7 +23,7 @@ import uvicorn
 from service import model_config
 from service.auth import TokenAuth
 from service.batching import BatchingParameters
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, run_candidate
 from service.errors import ServingError
 from service.grpc.server import GrpcServer
 from service.memory import MemoryBudget, default_budget
@@ -31,6 +31,7 @@ from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rest.app import create_app
 from service.settings import Settings, available_cpus
+from service.traffic import ShadowWorker, Traffic, TrafficFile
 
 log = logging.getLogger("service")
 
@@ -89,12 +90,24 @@ class ModelServer:
             if settings.enable_batching
             else None
         )
+        self.traffic = Traffic()
+        self.traffic_file = (
+            TrafficFile(settings.traffic_config_file, self.traffic, self.repository.model_names)
+            if settings.traffic_config_file is not None
+            else None
+        )
+        if self.traffic_file is not None:
+            self.traffic_file.load()  # missing or invalid: a start-up error
+        shadow = ShadowWorker(run_candidate, self.metrics, settings.shadow_queue_size)
+        self.metrics.watch_traffic(self.traffic, lambda: shadow.pending)
         self.dataplane = DataPlane(
             self.repository,
             workers=settings.model_threads or None,
             inline_max_rows=settings.inline_max_rows,
             batching=batching,
             on_batch=self.metrics.batch_size.observe,
+            traffic=self.traffic,
+            shadow=shadow,
         )
         self.auth = TokenAuth(settings.auth_token_value())
         self._stopping = asyncio.Event()
@@ -146,6 +159,11 @@ class ModelServer:
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.repository.start()
         config_task = asyncio.create_task(self._watch_config())
+        traffic_task = (
+            asyncio.create_task(self.traffic_file.watch(self.settings.traffic_config_file_poll_wait_seconds))
+            if self.traffic_file is not None
+            else None
+        )
         grpc_server = self.build_grpc() if self.settings.port else None
         if grpc_server is not None:
             await grpc_server.start()
@@ -166,6 +184,8 @@ class ModelServer:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         await self._drain(rest, rest_task, grpc_server)
         config_task.cancel()
+        if traffic_task is not None:
+            traffic_task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

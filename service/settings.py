@@ -111,6 +111,18 @@ class Settings(BaseSettings):
     model_config_file_poll_wait_seconds: float = Field(
         0, ge=0, description="Re-read the config file this often (0: never)."
     )
+    traffic_config_file: Path | None = Field(
+        None,
+        description="JSON traffic config: weights of name-only requests per version, sticky "
+        "header, shadow scoring (README, 'Traffic split and shadow'); re-read when its content "
+        "changes. Missing or invalid at start-up: the server does not start.",
+    )
+    traffic_config_file_poll_wait_seconds: float = Field(
+        1, gt=0, description="Check the traffic config file for a new content this often."
+    )
+    shadow_queue_size: int = Field(
+        64, ge=1, description="Shadow requests waiting for the candidate at most; past it they are dropped."
+    )
     file_system_poll_wait_seconds: float = Field(
         1, description="Scan base paths for new versions this often; 0 or less: once at start-up."
     )

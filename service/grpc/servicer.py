@@ -116,6 +116,13 @@ def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
     return None
 
 
+def _metadata(context: grpc.aio.ServicerContext, key: str) -> bytes | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value.encode() if isinstance(value, str) else bytes(value)
+    return None
+
+
 def ref_from_proto(spec: model_pb2.ModelSpec) -> ModelRef:
     if not spec.name:
         raise InvalidArgument("Missing ModelSpec")
@@ -143,8 +150,16 @@ class _Base:
         self.tensor_content = tensor_content
 
     def _resolve(self, spec_proto: model_pb2.ModelSpec, call: Call) -> tuple[Servable, ModelRef]:
+        """As TF Serving resolves it (metadata, MultiInference): no traffic split."""
         ref = ref_from_proto(spec_proto)
         servable = self.dataplane.resolve(ref)
+        call.version = str(servable.version)
+        return servable, ref
+
+    def _route(self, spec_proto: model_pb2.ModelSpec, call: Call, context: Any) -> tuple[Servable, ModelRef]:
+        """The version one inference request runs on (the traffic split, once per request)."""
+        ref = ref_from_proto(spec_proto)
+        servable = self.dataplane.route(ref, lambda key: _metadata(context, key))
         call.version = str(servable.version)
         return servable, ref
 
@@ -166,10 +181,10 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     async def Predict(
         self, request: predict_pb2.PredictRequest, context: Any, call: Call
     ) -> predict_pb2.PredictResponse:
-        servable, ref = self._resolve(request.model_spec, call)
+        servable, ref = self._route(request.model_spec, call, context)
         info = servable.signature(ref.signature_name or None)
         inputs = {name: to_numpy(tensor, name, call.memory) for name, tensor in request.inputs.items()}
-        result = await self.dataplane.predict(servable, info, inputs, list(request.output_filter))
+        result = await self.dataplane.predict(servable, info, inputs, list(request.output_filter), ref)
         response = predict_pb2.PredictResponse(model_spec=spec_to_proto(servable, info.name))
         for name, value in result.outputs.items():
             response.outputs[name].CopyFrom(from_numpy(value, self.tensor_content))
@@ -179,7 +194,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     async def Classify(
         self, request: classification_pb2.ClassificationRequest, context: Any, call: Call
     ) -> classification_pb2.ClassificationResponse:
-        servable, ref = self._resolve(request.model_spec, call)
+        servable, ref = self._route(request.model_spec, call, context)
         examples, ctx = _examples(request.input)
         info = servable.signature(ref.signature_name or None, sig.CLASSIFY_METHOD)
         rows = await self.dataplane.classify(servable, info.name, examples, ctx)
@@ -191,7 +206,7 @@ class PredictionService(_Base, prediction_service_pb2_grpc.PredictionServiceServ
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: Any, call: Call
     ) -> regression_pb2.RegressionResponse:
-        servable, ref = self._resolve(request.model_spec, call)
+        servable, ref = self._route(request.model_spec, call, context)
         examples, ctx = _examples(request.input)
         info = servable.signature(ref.signature_name or None, sig.REGRESS_METHOD)
         values = await self.dataplane.regress(servable, info.name, examples, ctx)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from service.model_config import ModelConfig
@@ -78,6 +79,10 @@ class ModelRepository:
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request addresses: latest AVAILABLE, a version, or a label."""
         return self.registry.resolve(name, version, label)
+
+    def available(self, name: str) -> Mapping[int, Servable]:
+        """The AVAILABLE versions of ``name`` (a snapshot; empty for an unknown model)."""
+        return self.registry.available_or_empty(name)
 
     def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
         """Version statuses of ``name`` (all it has seen, or one), newest first."""

@@ -90,6 +90,11 @@ class ModelRegistry:
     def available(self, name: str) -> dict[int, Servable]:
         return self._models[name].available
 
+    def available_or_empty(self, name: str) -> dict[int, Servable]:
+        """The AVAILABLE versions of ``name`` (replaced, never mutated: a snapshot), {} if unknown."""
+        model = self._models.get(name)
+        return model.available if model is not None else {}
+
     def add(self, name: str, version: int, servable: Servable) -> None:
         model = self._models[name]
         with self._lock:

@@ -20,6 +20,7 @@ from service.rest.v1 import V1Handler
 from service.rest.v2 import V2Endpoints, build_router
 
 log = logging.getLogger(__name__)
+TRAFFIC_PATH = "/v1/modelship/traffic"  # Modelship's own status of the traffic config (FastAPI side)
 
 
 class RestApp:
@@ -32,7 +33,7 @@ class RestApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path[:4].lower() == "/v1/" or path.lower() == "/v1":
+            if (path[:4].lower() == "/v1/" or path.lower() == "/v1") and path != TRAFFIC_PATH:
                 await self.v1(scope, receive, send)
                 return
         await self.api(scope, receive, send)
@@ -112,5 +113,7 @@ def create_app(
             include_in_schema=path == "/metrics",
             summary="Prometheus metrics",
         )
-    api.include_router(build_router(V2Endpoints(dataplane, metrics, auth, max_body, version, memory)))
+    v2 = V2Endpoints(dataplane, metrics, auth, max_body, version, memory)
+    api.include_router(build_router(v2))
+    api.add_api_route(TRAFFIC_PATH, v2.traffic, methods=["GET"], summary="Applied traffic config (Modelship)")
     return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), api)

@@ -6,7 +6,9 @@ Paths (case-insensitive, as TF Serving's regexes)::
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signature metadata
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict|:classify|:regress
 
-Every other ``/v1`` request gets 400 ``Malformed request``. This is a bare ASGI handler: the
+Every inference answer carries ``x-modelship-model-version``: the version that answered (with a
+traffic split, the one the split chose for a name-only request). Every other ``/v1`` request gets
+400 ``Malformed request``. This is a bare ASGI handler: the
 predict path carries no framework routing or validation.
 """
 
@@ -41,6 +43,7 @@ GET_RE = re.compile(
     r"(?:/(metadata))?",
     re.IGNORECASE,
 )
+VERSION_HEADER = b"x-modelship-model-version"
 CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"POST, GET"),
@@ -78,6 +81,7 @@ class V1Handler:
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         model, version, api = "", "", "unknown"
+        headers = self.headers
         try:
             if method == "OPTIONS":
                 await self._preflight(scope, send)
@@ -87,10 +91,11 @@ class V1Handler:
                 ref = _model_ref(m.group(1), m.group(2), m.group(3))
                 model, api = ref.name, m.group(4).lower()
                 body = await read_body(scope, receive, self.max_body, memory)
-                servable = self.dataplane.resolve(ref)
+                servable = self.dataplane.route(ref, lambda key: header(scope, key.encode()))
                 version = str(servable.version)
+                headers = [*headers, (VERSION_HEADER, version.encode())]
                 memory.take(jsonio.parse_cost(body), "parsing the JSON request body")
-                status, payload = await self._post(api, servable, body)
+                status, payload = await self._post(api, servable, body, ref)
             elif method == "GET" and (m := GET_RE.fullmatch(path)):
                 if m.group(1) is None:
                     raise InvalidArgument("Missing model name in request.")
@@ -106,7 +111,7 @@ class V1Handler:
             log.exception("%s %s failed", method, path)
             self.metrics.internal_errors.labels("rest").inc()
             code, status, payload = Code.INTERNAL, 500, error_body("internal error")
-        await respond(send, status, payload, self.headers)
+        await respond(send, status, payload, headers)
         if model:
             self.metrics.observe(
                 self.dataplane.metrics_name(model), version, api, code, "rest", time.perf_counter() - started
@@ -120,7 +125,7 @@ class V1Handler:
             return
         await respond(send, 200, b"", self.headers)
 
-    async def _post(self, api: str, servable: Servable, body: bytes) -> tuple[int, bytes]:
+    async def _post(self, api: str, servable: Servable, body: bytes, ref: ModelRef) -> tuple[int, bytes]:
         doc = jsonio.loads(body)
         if not isinstance(doc, dict):
             raise InvalidArgument("JSON Value: request body Is not object")
@@ -128,7 +133,7 @@ class V1Handler:
         if not isinstance(signature_name, str):
             raise InvalidArgument("'signature_name' key must be a string value.")
         if api == "predict":
-            return 200, await self._predict(servable, signature_name, doc)
+            return 200, await self._predict(servable, signature_name, doc, ref)
         examples = doc.get("examples")
         if not isinstance(examples, list) or not examples:
             raise InvalidArgument(
@@ -144,7 +149,9 @@ class V1Handler:
         results = [[[label, score] for label, score in row] for row in classes]
         return 200, jsonio.dumps({"results": results}, finite=False)
 
-    async def _predict(self, servable: Servable, signature_name: str, doc: dict[str, Any]) -> bytes:
+    async def _predict(
+        self, servable: Servable, signature_name: str, doc: dict[str, Any], ref: ModelRef
+    ) -> bytes:
         has_instances, has_inputs = "instances" in doc, "inputs" in doc
         if has_instances == has_inputs:
             raise InvalidArgument(
@@ -157,7 +164,7 @@ class V1Handler:
             inputs = codec.decode_instances(doc["instances"], info)
         else:
             inputs = codec.decode_inputs(doc["inputs"], info)
-        result = await self.dataplane.predict(servable, info, inputs)
+        result = await self.dataplane.predict(servable, info, inputs, ref=ref)
         finite = jsonio.all_finite(result.outputs.values())
         if has_instances:
             return jsonio.dumps({"predictions": codec.encode_row(result.outputs)}, finite)

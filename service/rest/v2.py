@@ -43,11 +43,19 @@ class V2Endpoints:
         self.server_version = server_version
         self.memory = memory
 
-    def _resolve(self, request: Request, name: str, version: str | None) -> Servable:
+    def _ref(self, request: Request, name: str, version: str | None) -> ModelRef:
         self.auth.check(request.headers.get("authorization", "").encode() or None)
         if version is not None and not version.isdigit():
             raise InvalidArgument(f"version must be an integer, got {version!r}")
-        return self.dataplane.resolve(ModelRef(name, int(version) if version else None))
+        return ModelRef(name, int(version) if version else None)
+
+    def _resolve(self, request: Request, name: str, version: str | None) -> Servable:
+        return self.dataplane.resolve(self._ref(request, name, version))
+
+    async def traffic(self, request: Request) -> Response:
+        """``GET /v1/modelship/traffic``: the applied traffic config, its hash, generation, errors."""
+        self.auth.check(request.headers.get("authorization", "").encode() or None)
+        return json_response(self.dataplane.traffic.status())
 
     async def server_metadata(self) -> Response:
         return json_response({"name": "modelship", "version": self.server_version, "extensions": []})
@@ -92,13 +100,14 @@ class V2Endpoints:
         code, model_version = Code.OK, ""
         reservation = self.memory.reservation()
         try:
-            servable = self._resolve(request, name, version)
+            ref = self._ref(request, name, version)
+            servable = self.dataplane.route(ref, lambda key: _header(request, key))
             model_version = str(servable.version)
             body = await read_body(request.scope, request.receive, self.max_body, reservation)
             reservation.take(jsonio.parse_cost(body), "parsing the JSON request body")
             info = servable.signature(None)
             decoded = v2_codec.decode_request(jsonio.loads(body), info)
-            result = await self.dataplane.predict(servable, info, decoded.inputs, decoded.outputs)
+            result = await self.dataplane.predict(servable, info, decoded.inputs, decoded.outputs, ref)
             reply: dict[str, Any] = {
                 "model_name": servable.name,
                 "model_version": model_version,
@@ -116,6 +125,11 @@ class V2Endpoints:
             seconds = time.perf_counter() - started
             model = self.dataplane.metrics_name(name)
             self.metrics.observe(model, model_version, "infer", code, "rest", seconds)
+
+
+def _header(request: Request, key: str) -> bytes | None:
+    value = request.headers.get(key)
+    return value.encode() if value is not None else None
 
 
 def build_router(endpoints: V2Endpoints) -> APIRouter:
