@@ -119,6 +119,21 @@ Return the directory the model config, batching parameters and auth token are mo
 {{- end }}
 
 {{/*
+Return the directory the traffic ConfigMap is mounted at (a whole directory, never subPath: only
+a directory mount sees the kubelet's symlink swap when the ConfigMap changes).
+*/}}
+{{- define "modelship.trafficDir" -}}
+/etc/modelship/traffic
+{{- end }}
+
+{{/*
+Return the name of the ConfigMap holding traffic.json.
+*/}}
+{{- define "modelship.trafficConfigMapName" -}}
+{{- default (printf "%s-traffic" (include "modelship.fullname" .)) .Values.traffic.existingConfigMap }}
+{{- end }}
+
+{{/*
 Return the directory that holds <model.name>/<version>/ for the selected model source.
 */}}
 {{- define "modelship.modelRoot" -}}
@@ -210,7 +225,8 @@ model_config_list {
 
 {{/*
 Return the pod-template checksum of everything mounted from chart-made ConfigMaps/Secrets, so a
-change to the model config, batching parameters or token rolls the pods.
+change to the model config, batching parameters or token rolls the pods. The traffic ConfigMap
+(traffic-configmap.yaml) is left out on purpose: the server applies it live, without a restart.
 */}}
 {{- define "modelship.configChecksum" -}}
 {{- include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}

@@ -15,6 +15,7 @@ values.schema.json checks types, enums and unknown keys; these are the rules tha
 {{- $messages = append $messages (include "modelship.validateValues.gracePeriod" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.auth" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.ports" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.traffic" .) }}
 {{- $messages = without $messages "" }}
 {{- if $messages }}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
@@ -209,5 +210,53 @@ modelship: server.restPort, server.grpcPort
 {{- if eq (int .Values.service.restPort) (int .Values.service.grpcPort) }}
 modelship: service.restPort, service.grpcPort
     The Service's REST and gRPC ports must differ.
+{{- end }}
+{{- end }}
+
+{{/*
+The traffic file: inline or existing, not both; it names the served model; the versions it
+weights or shadows must be able to be loaded together by the version policy. An enabled traffic
+file with an empty config is allowed: it mounts the file (serving as TF Serving does) so weights
+can later be set live, without the pod roll that enabling it would cause.
+*/}}
+{{- define "modelship.validateValues.traffic" -}}
+{{- $traffic := .Values.traffic }}
+{{- $config := $traffic.config | default dict }}
+{{- if and $traffic.existingConfigMap $config }}
+modelship: traffic.config, traffic.existingConfigMap
+    Set traffic.config (the chart renders the ConfigMap) or traffic.existingConfigMap (managed
+    elsewhere), not both.
+{{- end }}
+{{- if and $traffic.enabled (not $traffic.existingConfigMap) }}
+{{- $policy := .Values.model.versionPolicy }}
+{{- range $name, $model := ($config.models | default dict) }}
+{{- if ne $name $.Values.model.name }}
+modelship: traffic.config.models.{{ $name }}
+    The chart serves one model, {{ $.Values.model.name | quote }}; the server would ignore traffic for
+    {{ $name | quote }}.
+{{- end }}
+{{- $versions := list }}
+{{- range $version, $weight := ($model.weights | default dict) }}
+{{- if gt (int64 $weight) 0 }}{{ $versions = append $versions (int64 $version) }}{{ end }}
+{{- end }}
+{{- with $model.shadow }}{{ $versions = append $versions (int64 .version) }}{{ end }}
+{{- $versions = $versions | uniq }}
+{{- if and (eq $policy.type "latest") (gt (len $versions) (int $policy.latestNumVersions)) }}
+modelship: traffic.config.models.{{ $name }}
+    The traffic file sends requests to {{ len $versions }} versions ({{ join ", " ($versions | sortAlpha) }}) but the
+    `latest` policy loads only the newest {{ int $policy.latestNumVersions }}: set
+    model.versionPolicy.latestNumVersions to {{ len $versions }} or use the `specific` policy.
+{{- end }}
+{{- if eq $policy.type "specific" }}
+{{- $served := list }}
+{{- range $policy.specificVersions }}{{ $served = append $served (int64 .) }}{{ end }}
+{{- range $versions }}
+{{- if not (has . $served) }}
+modelship: traffic.config.models.{{ $name }}
+    Version {{ . }} gets traffic but the `specific` policy does not serve it ({{ join ", " $served }}).
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
