@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import json
+import os
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures import ROOT, ServerProcess
+from service.traffic.config import config_hash, parse
+from tests.fixtures import ROOT, ServerProcess, export_linear
 
 pytestmark = pytest.mark.chart
 
@@ -36,6 +40,7 @@ class _Paths:
         self.mounts = {
             "/etc/modelship/config": root / "config",
             "/etc/modelship/auth": root / "auth",
+            "/etc/modelship/traffic": root / "traffic",
             "/models": root / "models",
         }
         for path in self.mounts.values():
@@ -225,5 +230,64 @@ def test_auth_token_file_and_batching_flags(
         without_token = _run_helm_test(rendered, server, paths, drop_env=("MODELSHIP_AUTH_TOKEN_FILE",))
         assert without_token.returncode == 1
         assert "FAIL GET /v1/models/linear -> 401" in without_token.stdout
+    finally:
+        assert server.terminate() == 0, server.logs()
+
+
+def test_traffic_file_from_the_chart_splits_and_changes_live(
+    render: Any, fresh_base: Path, linear_run: Path, paths: _Paths, tmp_path: Path
+) -> None:
+    """The rendered env and traffic.json drive the real server; a new file content is applied
+    without a restart (as when the kubelet swaps the ConfigMap's ..data symlink)."""
+    export_linear(linear_run, fresh_base, 2)
+    config = {"generation": "chart-50-50", "models": {"linear": {"weights": {"1": 1, "2": 1}}}}
+    rendered = render(
+        set_=[
+            f"model.source.image.basePath={fresh_base}",
+            "model.versionPolicy.latestNumVersions=2",
+            "traffic.enabled=true",
+        ],
+        extra=["--set-json", f"traffic.config={json.dumps(config)}"],
+    )
+    text = rendered.one("ConfigMap", "-traffic")["data"]["traffic.json"]
+    traffic_file = paths.mounts["/etc/modelship/traffic"] / "traffic.json"
+    traffic_file.write_text(text)
+    server = _server_from_chart(rendered, paths, tmp_path / "server.log")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # both versions loaded
+            states = httpx.get(f"{server.url}/v1/models/linear", timeout=5).json()["model_version_status"]
+            if sorted(s["version"] for s in states if s["state"] == "AVAILABLE") == ["1", "2"]:
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+        status = httpx.get(f"{server.url}/v1/modelship/traffic", timeout=5).json()
+        assert status["generation"] == "chart-50-50"
+        assert status["hash"] == config_hash(parse(text))
+
+        def served(n: int) -> list[str]:
+            out = []
+            for _ in range(n):
+                r = httpx.post(
+                    f"{server.url}/v1/models/linear:predict",
+                    json={"instances": [[1.0, 2.0, 3.0]]},
+                    timeout=10,
+                )
+                assert r.status_code == 200, r.text
+                out.append(r.headers["x-modelship-model-version"])
+            return out
+
+        assert sorted(served(4)) == ["1", "1", "2", "2"]  # exact 1:1 split
+        shifted = {"generation": "chart-all-2", "models": {"linear": {"weights": {"1": 0, "2": 1}}}}
+        new = tmp_path / "traffic.json.new"
+        new.write_text(json.dumps(shifted))
+        os.replace(new, traffic_file)
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{server.url}/v1/modelship/traffic", timeout=5).json()["generation"] != "chart-all-2"
+        ):
+            assert time.monotonic() < deadline, server.logs()
+            time.sleep(0.2)
+        assert served(4) == ["2"] * 4
     finally:
         assert server.terminate() == 0, server.logs()

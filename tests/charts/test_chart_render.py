@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from service.traffic.config import parse
+
 pytestmark = pytest.mark.chart
 
 Obj = dict[str, Any]
@@ -548,6 +550,10 @@ def test_optional_objects_follow_their_toggles(
         assert len(rendered.maybe(kind)) == int(bool(on)), kind
     dashboards = [o for o in rendered.maybe("ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
     assert len(dashboards) == int(v["grafanaDashboard"]["enabled"])
+    traffic = [o for o in rendered.maybe("ConfigMap") if o["metadata"]["name"].endswith("-traffic")]
+    assert len(traffic) == int(v["traffic"]["enabled"] and not v["traffic"]["existingConfigMap"])
+    for cm in traffic:  # the server's own parser accepts the file
+        parse(cm["data"]["traffic.json"], "traffic.json")
 
 
 def test_all_optional_objects(render: Any, chart_dir: Path) -> None:
