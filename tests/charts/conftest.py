@@ -214,6 +214,28 @@ def chart_copy(tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def notes(chart_copy: Path, render: RenderFn) -> Callable[..., str]:
+    """``notes(*sets)``: NOTES.txt as rendered with ``--set sets`` (through a probe template, since
+    ``helm template`` does not print notes)."""
+    text = (chart_copy / "templates" / "NOTES.txt").read_text()
+    (chart_copy / "templates" / "_notes_probe.tpl").write_text(
+        '{{- define "notesprobe" -}}\n' + text + "\n{{- end }}\n"
+    )
+    (chart_copy / "templates" / "notes-probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n"
+        'data:\n  notes: {{ include "notesprobe" . | quote }}\n'
+    )
+
+    def notes_for(*sets: str) -> str:
+        rendered: str = render(chart=chart_copy, set_=list(sets)).one("ConfigMap", "notes-probe")["data"][
+            "notes"
+        ]
+        return rendered
+
+    return notes_for
+
+
 @pytest.fixture(scope="session")
 def chart_dir() -> Path:
     return CHART

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -671,21 +672,8 @@ def test_image_tag_defaults_to_app_version(render: Any, chart_dir: Path) -> None
     assert server["image"] == "reg.example/ms:ci-1"
 
 
-def test_notes_print_port_forward_and_curl(helm: str, chart_copy: Path, render: Any) -> None:
-    """NOTES.txt is rendered through a probe template (helm template does not print notes)."""
-    notes = (chart_copy / "templates" / "NOTES.txt").read_text()
-    (chart_copy / "templates" / "_notes_probe.tpl").write_text(
-        '{{- define "notesprobe" -}}\n' + notes + "\n{{- end }}\n"
-    )
-    (chart_copy / "templates" / "notes-probe.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n"
-        'data:\n  notes: {{ include "notesprobe" . | quote }}\n'
-    )
-
-    def notes_for(*sets: str) -> str:
-        text: str = render(chart=chart_copy, set_=list(sets)).one("ConfigMap", "notes-probe")["data"]["notes"]
-        return text
-
+def test_notes_print_port_forward_and_curl(notes: Callable[..., str]) -> None:
+    notes_for = notes
     text = notes_for()
     assert "kubectl --namespace serving port-forward service/modelship 8501:8501 8500:8500" in text
     assert "curl -s localhost:8501/v1/models/linear:predict -d '{\"instances\": [[1.0, 2.0, 3.0]]}'" in text

@@ -4,6 +4,7 @@ applied live by the server, so changing it never changes the pod template."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,20 +282,8 @@ def test_accepted(render: Any, tmp_path: Path, values: Obj) -> None:
             parse(cm["data"]["traffic.json"])
 
 
-def test_notes_show_the_applied_generation_and_live_change(helm: str, chart_copy: Path, render: Any) -> None:
-    notes = (chart_copy / "templates" / "NOTES.txt").read_text()
-    (chart_copy / "templates" / "_notes_probe.tpl").write_text(
-        '{{- define "notesprobe" -}}\n' + notes + "\n{{- end }}\n"
-    )
-    (chart_copy / "templates" / "notes-probe.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\n"
-        'data:\n  notes: {{ include "notesprobe" . | quote }}\n'
-    )
-
-    def notes_for(*sets: str) -> str:
-        text: str = render(chart=chart_copy, set_=list(sets)).one("ConfigMap", "notes-probe")["data"]["notes"]
-        return text
-
+def test_notes_show_the_applied_generation_and_live_change(notes: Callable[..., str]) -> None:
+    notes_for = notes
     assert "/v1/modelship/traffic" not in notes_for()
     text = notes_for("traffic.enabled=true", *TWO_VERSIONS)
     assert 'port-forward "$pod" 18501:8501' in text
