@@ -1,10 +1,12 @@
-"""Shared fixtures: real models trained and exported on the fly, once per session."""
+"""Shared fixtures: real models trained and exported on the fly, once per session; ``report``
+lines for the terminal summary (the figures the cluster tests measure, printed in CI logs)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tests.fixtures import export_linear, export_multi_io, train_linear
 from tests.object_store import FakeGcs, MotoS3, fake_gcs, moto_s3
+
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("measured figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``report(line)``: keep ``line`` for the terminal summary (prefixed with the test name)."""
+
+    def add(line: str) -> None:
+        REPORT.append(f"[{request.node.name}] {line}")
+        print(line)
+
+    return add
 
 
 @pytest.fixture(scope="session")

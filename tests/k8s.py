@@ -40,11 +40,20 @@ class Kube:
     helm: str
     node_ip: str = ""
 
-    def run(self, tool: str, *args: str, timeout: float = 120, check: bool = True) -> str:
-        """Run ``kubectl`` or ``helm`` with ``args``; return stdout, raise on failure if ``check``."""
+    def run(
+        self, tool: str, *args: str, timeout: float = 120, check: bool = True, input: str | None = None
+    ) -> str:
+        """Run ``kubectl`` or ``helm`` with ``args`` (``input`` on stdin); return stdout, raise on
+        failure if ``check``."""
         binary = self.kubectl if tool == "kubectl" else self.helm
         proc = subprocess.run(
-            [binary, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            [binary, *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(

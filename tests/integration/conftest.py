@@ -10,15 +10,15 @@ scripts/kind-up or helm/kind-action in GitHub Actions). Settings, all optional:
 
 Every test works in its own namespace ``it-<purpose>-<random>``, deleted afterwards; when a test
 fails, the namespace's objects, pod descriptions, logs and events are printed first. Lines
-passed to ``report`` are printed in pytest's terminal summary (and so appear in CI logs).
+passed to ``report`` (tests/conftest.py) are printed in pytest's terminal summary (and so appear
+in CI logs).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,7 +26,6 @@ from tests.integration.release import LoadClient, Release
 from tests.k8s import Kube, diagnostics, kubeconfig_cluster
 
 DEFAULT_IMAGE = "modelship:0.1.0"
-REPORT: list[str] = []
 _FAILED = pytest.StashKey[bool]()
 
 
@@ -36,24 +35,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep = outcome.get_result()  # type: ignore[attr-defined]
     if rep.failed:
         item.stash[_FAILED] = True
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if REPORT:
-        terminalreporter.section("integration report")
-        for line in REPORT:
-            terminalreporter.write_line(line)
-
-
-@pytest.fixture
-def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """``report(line)``: keep ``line`` for the terminal summary (prefixed with the test name)."""
-
-    def add(line: str) -> None:
-        REPORT.append(f"[{request.node.name}] {line}")
-        print(line)
-
-    return add
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ away, so it cannot measure a rollout.)
 REST threads open a NEW connection per request, so every request is routed by kube-proxy on its
 own; gRPC threads each keep ONE channel open for the whole run, as gRPC clients do, and rely on
 the server's GOAWAY at shutdown to move to another pod. A request counts as failed on any
-transport error, timeout, non-200 status or malformed answer: no retries.
+transport error, timeout, non-200 status or malformed answer: no retries. Every answer's version
+(REST ``x-modelship-model-version``, gRPC ``model_spec.version``) is counted per protocol, so a
+traffic split can be checked per client type.
 
 Configuration by environment: LOAD_REST (host:port or empty), LOAD_GRPC (host:port or empty),
 LOAD_MODEL, LOAD_REST_THREADS, LOAD_GRPC_THREADS, LOAD_INTERVAL (seconds each thread waits
@@ -52,14 +54,16 @@ class Stats:
         self.ok: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.versions: dict[str, Counter[str]] = {}
         self.max_latency = 0.0
         self.first_error = ""
 
-    def record(self, proto: str, latency: float, error: str | None) -> None:
+    def record(self, proto: str, latency: float, error: str | None, version: str = "") -> None:
         with self.lock:
             self.max_latency = max(self.max_latency, latency)
             if error is None:
                 self.ok[proto] += 1
+                self.versions.setdefault(proto, Counter())[version or "?"] += 1
             else:
                 self.failed[proto] += 1
                 self.errors[f"{proto}: {error[:120]}"] += 1
@@ -77,6 +81,7 @@ class Stats:
                 "failed": dict(self.failed),
                 "served": sum(self.ok.values()),
                 "failures": sum(self.failed.values()),
+                "versions": {proto: dict(counts) for proto, counts in self.versions.items()},
                 "max_latency_s": round(self.max_latency, 3),
             }
 
@@ -86,8 +91,9 @@ STATS = Stats()
 STOP = threading.Event()
 
 
-def rest_once() -> str | None:
-    """One POST :predict on a fresh connection; None when it succeeded, else the error."""
+def rest_once() -> tuple[str | None, str]:
+    """One POST :predict on a fresh connection: (None when it succeeded, else the error; the
+    version that answered)."""
     host, _, port = REST.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
     try:
@@ -99,12 +105,13 @@ def rest_once() -> str | None:
         )
         resp = conn.getresponse()
         data = resp.read()
+        version = resp.getheader("x-modelship-model-version") or ""
         if resp.status != 200:
-            return f"HTTP {resp.status} {data[:80]!r}"
+            return f"HTTP {resp.status} {data[:80]!r}", version
         predictions = json.loads(data)["predictions"]
-        return None if len(predictions) == 1 else f"bad answer {data[:80]!r}"
+        return (None if len(predictions) == 1 else f"bad answer {data[:80]!r}"), version
     except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {err}", ""
     finally:
         conn.close()
 
@@ -112,8 +119,8 @@ def rest_once() -> str | None:
 def rest_worker() -> None:
     while not STOP.is_set():
         t0 = time.monotonic()
-        error = rest_once()
-        STATS.record("rest", time.monotonic() - t0, error)
+        error, version = rest_once()
+        STATS.record("rest", time.monotonic() - t0, error, version)
         STOP.wait(INTERVAL)
 
 
@@ -141,13 +148,15 @@ def grpc_worker() -> None:
         while not STOP.is_set():
             t0 = time.monotonic()
             error: str | None = None
+            version = ""
             try:
                 reply = stub.Predict(request, timeout=TIMEOUT)
+                version = str(reply.model_spec.version.value) if reply.model_spec.HasField("version") else ""
                 if len(reply.outputs["y"].float_val) != 1:
                     error = f"bad answer {reply}"
             except grpc.RpcError as err:
                 error = f"{err.code()}: {err.details()}"
-            STATS.record("grpc", time.monotonic() - t0, error)
+            STATS.record("grpc", time.monotonic() - t0, error, version)
             STOP.wait(INTERVAL)
 
 

@@ -201,7 +201,8 @@ class LoadClient:
         )
         assert proc.returncode == 0, proc.stderr
         wait_for("the load client to start", lambda: "READY" in self.logs() or self._ended(), 240, interval=2)
-        assert not self._ended(), f"the load client ended at once:\n{self.logs()}"
+        logs = self.logs()
+        assert "READY" in logs, f"the load client ended before it started:\n{logs}"
 
     def logs(self) -> str:
         return self.kube.run("kubectl", "logs", "--namespace", self.namespace, self.name, check=False)
@@ -241,6 +242,11 @@ class LoadClient:
             "open('/tmp/stop', 'w').close()",
             timeout=60,
         )
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 300) -> tuple[dict[str, Any], int]:
+        """Wait for the client to end by itself (LOAD_MAX_REQUESTS / LOAD_MAX_SECONDS); return
+        (its SUMMARY record, its exit code)."""
         wait_for("the load client to finish", self._ended, timeout, interval=1)
         pod = self.kube.json("get", "pod", "--namespace", self.namespace, self.name)
         code = int(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"])
