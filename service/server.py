@@ -90,7 +90,9 @@ class ModelServer:
             if settings.enable_batching
             else None
         )
-        self.traffic = Traffic()
+        # The traffic file's version pins reach the repository before its first load decision:
+        # the polling thread starts in serve(), after this load.
+        self.traffic = Traffic(on_apply=lambda config: self.repository.pin(config.pins()))
         self.traffic_file = (
             TrafficFile(settings.traffic_config_file, self.traffic, self.repository.model_names)
             if settings.traffic_config_file is not None

@@ -113,9 +113,10 @@ class Settings(BaseSettings):
     )
     traffic_config_file: Path | None = Field(
         None,
-        description="JSON traffic config: weights of name-only requests per version, sticky "
-        "header, shadow scoring (README, 'Traffic split and shadow'); re-read when its content "
-        "changes. Missing or invalid at start-up: the server does not start.",
+        description="JSON traffic config: versions to keep loaded (a pin replacing the version "
+        "policy), weights of name-only requests per version, sticky header, shadow scoring "
+        "(README, 'Traffic split and shadow'); re-read when its content changes. Missing or "
+        "invalid at start-up: the server does not start.",
     )
     traffic_config_file_poll_wait_seconds: float = Field(
         1, gt=0, description="Check the traffic config file for a new content this often."

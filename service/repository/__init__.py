@@ -64,6 +64,12 @@ class ModelRepository:
         """Replace the served models; the event is set once the polling thread has applied it."""
         return self.poller.reconfigure(configs)
 
+    def pin(self, pins: Mapping[str, tuple[int, ...]]) -> None:
+        """Keep exactly these versions of these models (the traffic file's ``versions``), whatever
+        their configured policy; models left out go back to their policy. Changed models are
+        re-decided at once by the polling thread (before its first poll if it has not started)."""
+        self.poller.repin(self.registry.set_pins(pins))
+
     # -- the registry (any thread) -------------------------------------------------------------
 
     def model_names(self) -> list[str]:

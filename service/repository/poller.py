@@ -18,6 +18,12 @@ It behaves like TF Serving's file-system source plus ``AvailabilityPreservingPol
 
 Reconfigurations are applied by this thread too (between two polls), so a reconfiguration can never
 replace a model's record while a version is being loaded into it.
+
+The version policy in force is the registry's (:meth:`ModelRegistry.policy`): a traffic-file pin
+replaces the model config's policy. When a pin changes, :meth:`Poller.repin` wakes this thread,
+which re-decides those models at once from their last listing (no new listing of object storage:
+a pinned version already listed loads without waiting for the next poll), loading newly pinned
+versions first and then unloading the versions no longer pinned, as for any policy change.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class Poller:
         self._lock = threading.Lock()
         self._pending: list[ModelConfig] | None = None  # a reconfiguration for the polling thread
         self._waiters: list[threading.Event] = []
+        self._repin: set[str] = set()  # models whose pin changed, for the polling thread
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,6 +103,7 @@ class Poller:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._apply_pending()
+            self._apply_repin()
             now = time.monotonic()
             for watched in list(self._watched.values()):
                 if watched.due <= now:
@@ -125,6 +133,29 @@ class Poller:
         self._wake.set()
         return applied
 
+    def repin(self, names: set[str]) -> None:
+        """The pins of ``names`` changed: re-decide their versions now (on the polling thread)."""
+        if not names:
+            return
+        with self._lock:
+            self._repin |= names
+        self._wake.set()
+
+    def _apply_repin(self) -> None:
+        with self._lock:
+            names, self._repin = self._repin, set()
+        for name in sorted(names):
+            watched = self._watched.get(name)
+            if watched is None:
+                continue  # not served (yet): its pin applies once it is
+            now = time.monotonic()
+            if watched.found is None:  # never listed: list it now
+                watched.due = now
+                continue
+            log.info("model %s: version pin now %s; re-deciding its versions", name, self._registry.pin(name))
+            if self._evaluate(watched, watched.found):
+                watched.due = min(watched.due, now + max(0.05, self._settle_seconds / 2))
+
     def source_requests(self) -> dict[tuple[str, str], int]:
         """Requests each object-storage source has sent, by (model, operation)."""
         out: dict[tuple[str, str], int] = {}
@@ -153,6 +184,8 @@ class Poller:
         Returns True if a version is still settling.
         """
         self._apply_pending()
+        with self._lock:
+            self._repin = set()  # every model is decided again below
         pending = False
         for watched in list(self._watched.values()):
             pending |= self._poll_guarded(watched)
@@ -176,11 +209,16 @@ class Poller:
         if watched.failures:
             log.info("model %s: %s readable again", name, watched.source)
         watched.failures = 0
+        watched.found = found
         self._registry.source_succeeded(name)
+        return self._evaluate(watched, found)
+
+    def _evaluate(self, watched: Watched, found: dict[int, VersionRef]) -> bool:
+        """Load and unload ``watched``'s versions for listing ``found``; True if one is settling."""
         try:
             return self._poll_model(watched, found)
         except Exception:
-            log.exception("polling model %s failed", name)
+            log.exception("polling model %s failed", watched.config.name)
             return False
 
     def _poll_model(self, watched: Watched, found: dict[int, VersionRef]) -> bool:
@@ -196,7 +234,7 @@ class Poller:
                 watched.warned_empty = True
             return False  # an empty listing never unloads what serves
         watched.warned_empty = False
-        wanted = config.policy.select(list(found))
+        wanted = self._registry.policy(config).select(list(found))
         available = self._registry.available(config.name)
         pending = False
         now = time.monotonic()

@@ -3,6 +3,10 @@
 Only the poller's thread writes (``reconfigure``, ``add``, ``remove``, ``set_state``); request
 threads read. A model's map of available versions is replaced, never mutated, so a reader always
 sees a consistent snapshot.
+
+It also holds the version pins of the traffic file (``set_pins``, from whichever thread applies
+that file): while a model is pinned, :meth:`ModelRegistry.policy` is ``specific`` with the pinned
+versions instead of the model config's policy. Pins of models not served (yet) are kept.
 """
 
 from __future__ import annotations
@@ -10,11 +14,11 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from service.errors import Code, InvalidArgument, NotFound, Unavailable
-from service.model_config import ModelConfig
+from service.errors import Code, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from service.model_config import ModelConfig, VersionPolicy
 from service.servable import Servable
 
 MAX_HISTORY = 64
@@ -67,6 +71,25 @@ class ModelRegistry:
         self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
         self._listener = listener
         self._lock = threading.Lock()
+        self._pins: dict[str, tuple[int, ...]] = {}  # replaced, never mutated
+
+    # -- pins (the thread applying the traffic file) -------------------------------------------
+
+    def set_pins(self, pins: Mapping[str, tuple[int, ...]]) -> set[str]:
+        """Pin these models to these versions (every other model unpinned); the names that changed."""
+        new = {name: tuple(sorted(set(versions))) for name, versions in pins.items()}
+        with self._lock:
+            old, self._pins = self._pins, new
+        return {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+
+    def pin(self, name: str) -> tuple[int, ...] | None:
+        """The versions ``name`` is pinned to, or None when its config's policy decides."""
+        return self._pins.get(name)
+
+    def policy(self, config: ModelConfig) -> VersionPolicy:
+        """The version policy in force for ``config``'s model: its pin if any, else its own."""
+        pin = self._pins.get(config.name)
+        return config.policy if pin is None else VersionPolicy("specific", versions=pin)
 
     # -- writes (the poller's thread) ----------------------------------------------------------
 
@@ -159,6 +182,12 @@ class ModelRegistry:
             if target is None:
                 raise InvalidArgument(f"Unrecognized servable version label: {label}")
             servable = model.available.get(target)
+            pin = self._pins.get(name)
+            if servable is None and pin is not None and target not in pin:
+                raise FailedPrecondition(
+                    f"Label {label} of model {name} points to version {target}, which is not "
+                    f"served: the traffic config pins the model to versions {list(pin)}"
+                )
             if servable is None:
                 raise Unavailable(
                     f"Label {label} of model {name} points to version {target}, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from service.model_config import ModelConfig
-from service.repository.source import Fingerprint, Source
+from service.repository.source import Fingerprint, Source, VersionRef
 
 MAX_BACKOFF_SECONDS = 300.0
 
@@ -45,6 +45,7 @@ class Watched:
     warned_empty: bool = False
     due: float = 0.0  # monotonic time of its next listing
     failures: int = 0  # consecutive failed listings (the backoff's exponent)
+    found: dict[int, VersionRef] | None = None  # the last successful listing (None: none yet)
 
     def reschedule(self, now: float, settling: bool, settle_seconds: float) -> None:
         """Set :attr:`due` after a poll at ``now``."""

@@ -9,7 +9,7 @@ choice once per request; transports only report the version that answered.
 
 from __future__ import annotations
 
-from service.traffic.config import ModelTraffic, Shadow, TrafficConfig, config_hash, parse
+from service.traffic.config import ModelTraffic, Shadow, TrafficConfig, config_hash, normalized, parse
 from service.traffic.routes import Applied, Route, Traffic
 from service.traffic.shadow import DEFAULT_QUEUE, ShadowJob, ShadowWorker
 from service.traffic.watch import TrafficFile
@@ -26,5 +26,6 @@ __all__ = [
     "TrafficConfig",
     "TrafficFile",
     "config_hash",
+    "normalized",
     "parse",
 ]

@@ -3,7 +3,8 @@
 Request paths read ``Traffic.applied`` once (one attribute load: atomic under the GIL), so a request
 sees either the old or the new config, never a mix, and no request waits for a reload. A reload
 builds fresh split and shadow counters (a new cycle starts). Unknown model names are kept and
-apply once such a model is served.
+apply once such a model is served. ``on_apply`` hears every applied config (the server hands the
+``versions`` pins to the repository that way), before :meth:`Traffic.apply` returns.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.traffic.config import ModelTraffic, Shadow, TrafficConfig, config_hash
+from service.traffic.config import ModelTraffic, Shadow, TrafficConfig, config_hash, normalized
 from service.traffic.split import ShareCounter, WeightedSplit
 
 __all__ = ["Applied", "Route", "Traffic"]
@@ -57,8 +58,9 @@ class LastError:
 class Traffic:
     """Holds the applied config, the last reload error and the error count."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_apply: Callable[[TrafficConfig], None] | None = None) -> None:
         empty = TrafficConfig.model_validate({})
+        self._on_apply = on_apply
         self.applied = Applied(empty, config_hash(empty), time.time(), None)
         self.last_error: LastError | None = None
         self.errors_total = 0
@@ -75,6 +77,8 @@ class Traffic:
         applied = Applied(config, config_hash(config), time.time(), source, routes)
         with self._lock:
             self.applied = applied
+            if self._on_apply is not None:
+                self._on_apply(config)
         log.info(
             "traffic config applied from %s: generation %r, hash %s", source, config.generation, applied.hash
         )
@@ -98,7 +102,7 @@ class Traffic:
             "hash": applied.hash,
             "loaded_at": _stamp(applied.loaded_at),
             "source": applied.source,
-            "config": applied.config.model_dump(mode="json"),
+            "config": normalized(applied.config),
             "errors_total": self.errors_total,
             "last_error": None if error is None else {"message": error.message, "at": _stamp(error.at)},
         }

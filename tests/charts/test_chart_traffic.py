@@ -169,6 +169,12 @@ SCHEMA_REJECTS: list[tuple[Obj, list[str]]] = [
     ({"models": {"linear": {"shadow": {"version": 2, "percent": 5, "tol": 1}}}}, ["'tol' not allowed"]),
     ({"models": {"linear": {"sticky_header": "X-User-Id"}}}, ["/sticky_header", "does not match pattern"]),
     ({"generation": "g" * 129}, ["/traffic/config/generation", "maxLength"]),
+    ({"models": {"linear": {"versions": []}}}, ["/traffic/config/models/linear/versions"]),
+    ({"models": {"linear": {"versions": [1, 1]}}}, ["/traffic/config/models/linear/versions"]),
+    ({"models": {"linear": {"versions": [0]}}}, ["/traffic/config/models/linear/versions"]),
+    ({"models": {"linear": {"versions": [1.5]}}}, ["/traffic/config/models/linear/versions"]),
+    ({"models": {"linear": {"versions": ["1"]}}}, ["/traffic/config/models/linear/versions"]),
+    ({"models": {"linear": {"versions": 1}}}, ["/traffic/config/models/linear/versions"]),
 ]
 
 
@@ -238,6 +244,32 @@ RULE_REJECTS: list[tuple[Obj, list[str]]] = [
         {"traffic": {"enabled": True, "config": {"models": {"linaer": {"weights": {"1": 1}}}}}},
         ["traffic.config.models.linaer", 'serves one model, "linear"'],
     ),
+    (  # a pin replaces the policy: the weights are checked against it
+        {
+            "model": {"versionPolicy": {"type": "all"}},
+            "traffic": {
+                "enabled": True,
+                "config": {"models": {"linear": {"versions": [1], "weights": {"1": 90, "2": 10}}}},
+            },
+        },
+        ["traffic.config.models.linear.versions", "Version 2 gets traffic but the pin does not load it (1)"],
+    ),
+    (
+        {
+            "traffic": {
+                "enabled": True,
+                "config": {"models": {"linear": {"versions": [2], "shadow": {"version": 3, "percent": 5}}}},
+            },
+        },
+        ["traffic.config.models.linear.versions", "Version 3 gets traffic but the pin does not load it (2)"],
+    ),
+    (  # labels must point at pinned versions, as at versions a `specific` policy serves
+        {
+            "model": {"versionLabels": {"stable": 1, "canary": 2}},
+            "traffic": {"enabled": True, "config": {"models": {"linear": {"versions": [2]}}}},
+        },
+        ["model.versionLabels.stable", "points at version 1", "does not load (2)"],
+    ),
 ]
 
 
@@ -271,8 +303,27 @@ def test_cross_field_rules_reject(render: Any, tmp_path: Path, values: Obj, word
                 "config": {"models": {"linear": {"weights": {"1": 1}, "shadow": None}}},
             },
         },
+        # a pin replaces the policy: two versions split under the default `latest 1`
+        {
+            "model": {"versionLabels": {"stable": 1, "canary": 2}},
+            "traffic": {
+                "enabled": True,
+                "config": {
+                    **CANARY,
+                    "models": {"linear": {**CANARY["models"]["linear"], "versions": [2, 1]}},
+                },
+            },
+        },
+        {"traffic": {"enabled": True, "config": {"models": {"linear": {"versions": [3]}}}}},
+        # removing the pin through --reuse-values: null
+        {
+            "traffic": {
+                "enabled": True,
+                "config": {"models": {"linear": {"versions": None, "weights": {"2": 1}}}},
+            }
+        },
     ],
-    ids=["zero-weight", "specific", "all", "existing", "null-shadow"],
+    ids=["zero-weight", "specific", "all", "existing", "null-shadow", "pin-split", "pin-only", "null-pin"],
 )
 def test_accepted(render: Any, tmp_path: Path, values: Obj) -> None:
     result = render(_values_file(tmp_path, values))

@@ -13,7 +13,7 @@ import pytest
 
 from model.metrics import QualityGate
 from model.pipeline import export_run
-from service.errors import Code, InvalidArgument, NotFound, Unavailable
+from service.errors import Code, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.model_config import ModelConfig, VersionPolicy
 from service.repository import ModelRepository, State
 from service.repository import loader as loader_module
@@ -244,3 +244,57 @@ def test_reconfiguring_in_a_loop_while_versions_appear(
         repo.stop()
     assert sorted(loads) == [1, 2, 3, 4], loads
     assert {s.version for s in repo.statuses("linear") if s.state == State.AVAILABLE} == {1, 2, 3, 4}
+
+
+def test_a_pin_replaces_the_policy_before_the_first_load(fresh_base: Path, linear_run: Path) -> None:
+    _export(linear_run, fresh_base, 2)
+    repo = _repo(fresh_base, VersionPolicy("latest"), labels={"stable": 1, "canary": 2})
+    repo.pin({"linear": (1,), "not-served": (4,)})
+    repo.poll_once()
+    assert {s.version: s.state for s in repo.statuses("linear")} == {1: State.AVAILABLE}
+    assert repo.resolve("linear").version == 1
+    with pytest.raises(FailedPrecondition, match=r"pins the model to versions \[1\]") as err:
+        repo.resolve("linear", label="canary")
+    assert err.value.http_status == 400
+    repo.pin({"linear": (1, 2)})
+    repo.poll_once()
+    assert sorted(repo.available("linear")) == [1, 2]
+    repo.pin({"linear": (2, 7)})  # 7 is not in the source: simply not loaded
+    repo.poll_once()
+    assert {s.version: s.state for s in repo.statuses("linear")} == {2: State.AVAILABLE, 1: State.END}
+    with pytest.raises(NotFound):
+        repo.statuses("linear", 7)
+    with pytest.raises(FailedPrecondition):
+        repo.resolve("linear", label="stable")
+    repo.pin({})  # unpinned: the policy (latest 1) again
+    repo.poll_once()
+    assert sorted(repo.available("linear")) == [2]
+    with pytest.raises(Unavailable, match="not currently available"):
+        repo.resolve("linear", label="stable")  # excluded by the policy itself: as before
+
+
+def test_a_pin_change_is_applied_at_once_without_a_new_listing(
+    fresh_base: Path, linear_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """poll_seconds -1 lists each source once: only a pin change can make the thread decide again."""
+    _export(linear_run, fresh_base, 2)
+    repo = _repo(fresh_base, VersionPolicy("latest"))
+    repo.pin({"linear": (1,)})  # before start: the first decision already sees it
+    repo.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not repo.ready() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(repo.available("linear")) == [1]
+        listings = []
+        source = repo.poller._watched["linear"].source
+        original = source.versions
+        monkeypatch.setattr(source, "versions", lambda: listings.append(1) or original())
+        repo.pin({"linear": (2,)})
+        while sorted(repo.available("linear")) != [2] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sorted(repo.available("linear")) == [2]
+        assert listings == []
+        assert {s.version: s.state for s in repo.statuses("linear")} == {2: State.AVAILABLE, 1: State.END}
+    finally:
+        repo.stop()

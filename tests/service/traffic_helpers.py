@@ -19,11 +19,11 @@ PREDICT = {"instances": X.tolist()}
 TRAFFIC = "/v1/modelship/traffic"
 
 
-def model_config(base: Path, labels: dict[str, int]) -> str:
+def model_config(base: Path, labels: dict[str, int], policy: str = "all {}") -> str:
     entries = "".join(f" version_labels {{ key: '{k}' value: {v} }}" for k, v in labels.items())
     return (
         f"model_config_list {{ config {{ name: 'linear' base_path: '{base / 'linear'}' "
-        f"model_version_policy {{ all {{}} }}{entries} }} }}"
+        f"model_version_policy {{ {policy} }}{entries} }} }}"
     )
 
 

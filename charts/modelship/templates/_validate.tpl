@@ -215,9 +215,11 @@ modelship: service.restPort, service.grpcPort
 
 {{/*
 The traffic file: inline or existing, not both; it names the served model; the versions it
-weights or shadows must be able to be loaded together by the version policy. An enabled traffic
-file with an empty config is allowed: it mounts the file (serving as TF Serving does) so weights
-can later be set live, without the pod roll that enabling it would cause.
+weights or shadows must be able to be loaded together by the version policy, or, when the model
+has a `versions` pin (which replaces the policy in the server), be pinned; a pin lists positive
+integers, and labelled versions must be pinned (as they must be served by a `specific` policy).
+An enabled traffic file with an empty config is allowed: it mounts the file (serving as TF Serving
+does) so weights can later be set live, without the pod roll that enabling it would cause.
 */}}
 {{- define "modelship.validateValues.traffic" -}}
 {{- $traffic := .Values.traffic }}
@@ -241,6 +243,39 @@ modelship: traffic.config.models.{{ $name }}
 {{- end }}
 {{- with $model.shadow }}{{ $versions = append $versions (int64 .version) }}{{ end }}
 {{- $versions = $versions | uniq }}
+{{- if not (kindIs "invalid" $model.versions) }}
+{{- $pinned := list }}
+{{- $valid := true }}
+{{- range $model.versions }}
+{{- if and (or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .)) (ge (float64 .) 1.0) (eq (float64 .) (float64 (int64 .))) }}
+{{- $pinned = append $pinned (int64 .) }}
+{{- else }}
+{{- $valid = false }}
+modelship: traffic.config.models.{{ $name }}.versions
+    The pin lists versions as positive integers (got {{ . | toJson }}).
+{{- end }}
+{{- end }}
+{{- if and $valid (not $pinned) }}
+modelship: traffic.config.models.{{ $name }}.versions
+    The pin needs at least one version; leave versions out (or null) to let model.versionPolicy decide.
+{{- end }}
+{{- if $valid }}
+{{- range $versions }}
+{{- if not (has . $pinned) }}
+modelship: traffic.config.models.{{ $name }}.versions
+    Version {{ . }} gets traffic but the pin does not load it ({{ join ", " $pinned }}): the
+    server would refuse this traffic file.
+{{- end }}
+{{- end }}
+{{- range $label, $version := $.Values.model.versionLabels }}
+{{- if not (has (int64 $version) $pinned) }}
+modelship: model.versionLabels.{{ $label }}
+    Label {{ $label | quote }} points at version {{ int64 $version }}, which the traffic pin of
+    {{ $name | quote }} does not load ({{ join ", " $pinned }}).
+{{- end }}
+{{- end }}
+{{- end }}
+{{- else }}
 {{- if and (eq $policy.type "latest") (gt (len $versions) (int $policy.latestNumVersions)) }}
 modelship: traffic.config.models.{{ $name }}
     The traffic file sends requests to {{ len $versions }} versions ({{ join ", " ($versions | sortAlpha) }}) but the
@@ -254,6 +289,7 @@ modelship: traffic.config.models.{{ $name }}
 {{- if not (has . $served) }}
 modelship: traffic.config.models.{{ $name }}
     Version {{ . }} gets traffic but the `specific` policy does not serve it ({{ join ", " $served }}).
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidArgument
-from service.traffic import Traffic, TrafficFile, config_hash, parse
+from service.traffic import Traffic, TrafficFile, config_hash, normalized, parse
 from service.traffic.compare import Result, compare
 
 EXAMPLE = {
@@ -58,6 +59,66 @@ def test_invalid_files_name_the_field(doc: object, where: str) -> None:
     assert err.value.message.startswith(f"traffic.json: {where}:"), err.value.message
 
 
+def test_versions_pin_parses_sorted_and_lists_the_pins() -> None:
+    config = parse(
+        json.dumps(
+            {
+                "models": {
+                    "linear": {"versions": [3, 1, 2], "weights": {"1": 50, "3": 50, "4": 0}},
+                    "other": {"weights": {"1": 1}},
+                }
+            }
+        )
+    )
+    assert config.models["linear"].versions == (1, 2, 3)
+    assert config.models["other"].versions is None
+    assert config.pins() == {"linear": (1, 2, 3)}
+    shadowed = parse('{"models": {"m": {"versions": [1, 2], "shadow": {"version": 2, "percent": 5}}}}')
+    assert shadowed.pins() == {"m": (1, 2)}
+
+
+@pytest.mark.parametrize(
+    ("versions", "why"),
+    [
+        ([], "at least one version"),
+        ([1, 1], "version 1 is listed twice"),
+        ([0], "version 0 is not a positive integer"),
+        ([-2], "version -2 is not a positive integer"),
+        ([1.0], "version 1.0 is not a positive integer"),
+        (["1"], "version '1' is not a positive integer"),
+        ([True], "version True is not a positive integer"),
+        ([2**63], "is not a positive integer"),
+        ("1", "must be a list of versions"),
+        ({"1": 1}, "must be a list of versions"),
+    ],
+)
+def test_invalid_versions_name_the_field(versions: object, why: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse(json.dumps({"models": {"m": {"versions": versions}}}), "traffic.json")
+    assert err.value.message.startswith("traffic.json: models.m.versions:"), err.value.message
+    assert why in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "where", "why"),
+    [
+        ({"versions": [1], "weights": {"1": 90, "2": 10}}, "weights", "version 2 has a weight"),
+        ({"versions": [2], "weights": {"1": 1, "2": 1}}, "weights", "version 1 has a weight"),
+        ({"versions": [1], "shadow": {"version": 2, "percent": 5}}, "shadow", "version 2 is not in versions"),
+    ],
+)
+def test_weights_and_shadow_must_be_pinned(spec: dict[str, object], where: str, why: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        parse(json.dumps({"models": {"m": spec}}), "traffic.json")
+    assert err.value.message.startswith(f"traffic.json: models.m.{where}:"), err.value.message
+    assert why in err.value.message
+
+
+def test_a_zero_weight_needs_no_pin() -> None:
+    config = parse('{"models": {"m": {"versions": [2], "weights": {"1": 0, "2": 1}}}}')
+    assert config.models["m"].weights == {1: 0, 2: 1}
+
+
 def test_not_json() -> None:
     with pytest.raises(InvalidArgument, match="not valid JSON"):
         parse("{models")
@@ -69,6 +130,35 @@ def test_hash_is_of_the_normalized_config() -> None:
     c = parse(json.dumps({**EXAMPLE, "generation": "rollout-8"}))
     assert config_hash(a) == config_hash(b) != config_hash(c)
     assert len(config_hash(a)) == 16
+
+
+def test_hash_includes_the_sorted_pin_and_is_unchanged_without_one() -> None:
+    pinned = {"models": {"linear": {"versions": [2, 1]}}}
+    same = {"models": {"linear": {"versions": [1, 2]}}}
+    other = {"models": {"linear": {"versions": [1]}}}
+    assert config_hash(parse(json.dumps(pinned))) == config_hash(parse(json.dumps(same)))
+    assert config_hash(parse(json.dumps(pinned))) != config_hash(parse(json.dumps(other)))
+    assert normalized(parse(json.dumps(pinned)))["models"]["linear"]["versions"] == [1, 2]
+    # no pin: the normalized form (hence the hash) is what it was before pins existed
+    plain = parse(json.dumps(EXAMPLE))
+    assert "versions" not in normalized(plain)["models"]["linear"]
+    before = plain.model_dump(mode="json")
+    del before["models"]["linear"]["versions"]
+    legacy = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode())
+    assert config_hash(plain) == legacy.hexdigest()[:16]
+    assert config_hash(
+        parse(json.dumps({**EXAMPLE, "models": {"linear": {"versions": None}}}))
+    ) == config_hash(parse(json.dumps({**EXAMPLE, "models": {"linear": {}}})))
+
+
+def test_status_shows_the_pin_and_on_apply_hears_every_config() -> None:
+    heard: list[dict[str, tuple[int, ...]]] = []
+    traffic = Traffic(on_apply=lambda config: heard.append(config.pins()))
+    traffic.apply(parse('{"models": {"linear": {"versions": [2, 1]}}}'), "a")
+    traffic.apply(parse("{}"), "b")
+    assert heard == [{"linear": (1, 2)}, {}]
+    traffic.apply(parse('{"models": {"linear": {"versions": [1]}}}'), "c")
+    assert traffic.status()["config"]["models"]["linear"]["versions"] == [1]
 
 
 def _swap(path: Path, text: str) -> None:
