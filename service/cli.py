@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model_config_file",
         "model_config_file_poll_wait_seconds",
         "traffic_config_file",
+        "traffic_config_file_optional",
         "traffic_config_file_poll_wait_seconds",
         "shadow_queue_size",
         "file_system_poll_wait_seconds",

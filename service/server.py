@@ -94,12 +94,17 @@ class ModelServer:
         # the polling thread starts in serve(), after this load.
         self.traffic = Traffic(on_apply=lambda config: self.repository.pin(config.pins()))
         self.traffic_file = (
-            TrafficFile(settings.traffic_config_file, self.traffic, self.repository.model_names)
+            TrafficFile(
+                settings.traffic_config_file,
+                self.traffic,
+                self.repository.model_names,
+                optional=settings.traffic_config_file_optional,
+            )
             if settings.traffic_config_file is not None
             else None
         )
         if self.traffic_file is not None:
-            self.traffic_file.load()  # missing or invalid: a start-up error
+            self.traffic_file.load()  # invalid, or missing unless optional: a start-up error
         shadow = ShadowWorker(run_candidate, self.metrics, settings.shadow_queue_size)
         self.metrics.watch_traffic(self.traffic, lambda: shadow.pending)
         self.dataplane = DataPlane(

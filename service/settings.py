@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         "(README, 'Traffic split and shadow'); re-read when its content changes. Missing or "
         "invalid at start-up: the server does not start.",
     )
+    traffic_config_file_optional: bool = Field(
+        False,
+        description="A missing traffic config file is no traffic config (as without the flag) "
+        "until it appears, instead of a start-up error: for a ConfigMap that a controller (the "
+        "rollout operator) creates later, mounted with optional: true. An invalid file is still "
+        "refused.",
+    )
     traffic_config_file_poll_wait_seconds: float = Field(
         1, gt=0, description="Check the traffic config file for a new content this often."
     )

@@ -222,6 +222,38 @@ def test_missing_file_at_start_up_is_an_error(tmp_path: Path) -> None:
         TrafficFile(tmp_path / "nope.json", Traffic(), list).load()
 
 
+def test_optional_file_may_be_missing_then_appears_and_may_disappear(tmp_path: Path) -> None:
+    """As a ConfigMap volume mounted optional: true that a controller creates after the pod."""
+    path = tmp_path / "traffic.json"
+    traffic = Traffic()
+    watched = TrafficFile(path, traffic, list, optional=True)
+    watched.load()  # no error
+    empty = traffic.applied
+    assert empty.config.models == {}
+    assert not watched.check()
+    assert traffic.errors_total == 0
+    _swap(path, json.dumps({"generation": "operator-1", "models": {"linear": {"versions": [1]}}}))
+    assert watched.check()
+    applied = traffic.applied
+    assert applied.config.generation == "operator-1"
+    path.unlink()  # the ConfigMap was deleted: keep serving as configured, no error
+    assert not watched.check()
+    assert traffic.applied is applied
+    assert traffic.errors_total == 0
+    path.write_text(json.dumps({"generation": "operator-1", "models": {"linear": {"versions": [1]}}}))
+    assert watched.check()  # the same content again is applied again (a new cycle)
+    _swap(path, "{not json")
+    assert not watched.check()
+    assert traffic.errors_total == 1  # an invalid optional file is still an error
+
+
+def test_optional_file_invalid_at_start_up_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.json"
+    path.write_text('{"models": {"linear": {"versions": []}}}')
+    with pytest.raises(InvalidArgument, match=r"models\.linear\.versions"):
+        TrafficFile(path, Traffic(), list, optional=True).load()
+
+
 def test_compare_results() -> None:
     ref = {"y": np.array([1.0, 2.0, np.nan], np.float32)}
     assert compare(ref, {"y": np.array([1.00001, 2.0, np.nan], np.float32)}, 1e-4, 1e-6) == (
