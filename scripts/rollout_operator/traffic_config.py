@@ -88,7 +88,9 @@ def split_plan(
 
 def only_plan(name: str, attempt: int, version: int, label: str) -> TrafficPlan:
     """Only ``version`` loaded, no weights, no shadow (``promote``: the candidate; ``rollback``: stable)."""
-    return TrafficPlan(generation(name, attempt, label), {"versions": [version]}, 100 if label == PROMOTE else 0, 0.0)
+    return TrafficPlan(
+        generation(name, attempt, label), {"versions": [version]}, 100 if label == PROMOTE else 0, 0.0
+    )
 
 
 def confirmed_weight(spec: RolloutSpec, confirmed: str) -> int:
@@ -101,7 +103,9 @@ def confirmed_weight(spec: RolloutSpec, confirmed: str) -> int:
     return weight_at(spec.strategy.traffic.steps, int(label))
 
 
-def merge_file(current: dict[str, Any] | None, model: str, plan_generation: str, entry: dict[str, Any]) -> dict[str, Any]:
+def merge_file(
+    current: dict[str, Any] | None, model: str, plan_generation: str, entry: dict[str, Any]
+) -> dict[str, Any]:
     """The whole traffic file: ``current`` (other models kept as found) with ``model``'s entry set."""
     doc = dict(current or {})
     models = dict(doc.get("models") or {}) if isinstance(doc.get("models"), dict) else {}

@@ -44,8 +44,8 @@ def begin_traffic_promotion(ctx: Context, why: str) -> None:
 
 def traffic_promoting(ctx: Context) -> None:
     # rollback and measurement import this module (rollback dispatches here): import them late
-    from rollout_operator.measurement import record_measurement  # noqa: PLC0415
-    from rollout_operator.rollback import begin_rollback  # noqa: PLC0415
+    from rollout_operator.measurement import record_measurement
+    from rollout_operator.rollback import begin_rollback
 
     st, spec = ctx.st, ctx.spec
     if spec.abort:
@@ -82,7 +82,9 @@ def _succeed(ctx: Context, candidate: int) -> None:
     st.desired_weight, st.canary_weight, st.canary_replicas = 0, 0, 0
     st.promotion_started_at = None
     pods = sum(1 for p in ctx.obs.pods if p.serving)
-    st.message = f"model version {candidate} is stable on all {pods} pod(s) (traffic file {st.traffic_generation})"
+    st.message = (
+        f"model version {candidate} is stable on all {pods} pod(s) (traffic file {st.traffic_generation})"
+    )
     ctx.event(EventType.NORMAL, EventReason.ROLLOUT_SUCCEEDED, f"{st.message}; took {format_duration(took)}")
 
 
@@ -96,7 +98,7 @@ def traffic_rolling_back(ctx: Context) -> None:
     stable = int(st.stable_version)
     candidate = [int(st.canary_version)] if st.canary_version.isdigit() else []
     st.desired_weight = 0
-    done, summary = confirm(ctx, _plan(ctx, stable, ROLLBACK), available=(stable,), gone=candidate)
+    done, _summary = confirm(ctx, _plan(ctx, stable, ROLLBACK), available=(stable,), gone=candidate)
     if not done:  # the message keeps the reason of the rollback until it is done
         ctx.wake(RETRY_SECONDS)
         return
@@ -108,5 +110,6 @@ def traffic_rolling_back(ctx: Context) -> None:
     ctx.event(
         EventType.WARNING,
         EventReason.ROLLED_BACK,
-        f"version {st.canary_version} rolled back ({st.rollback_reason}); version {stable} serves all traffic",
+        f"version {st.canary_version} rolled back ({st.rollback_reason}); "
+        f"version {stable} serves all traffic",
     )

@@ -48,7 +48,9 @@ def confirmation(
     return not pending, summary
 
 
-def confirm(ctx: Context, plan: TrafficPlan, available: Iterable[int] = (), gone: Iterable[int] = ()) -> tuple[bool, str]:
+def confirm(
+    ctx: Context, plan: TrafficPlan, available: Iterable[int] = (), gone: Iterable[int] = ()
+) -> tuple[bool, str]:
     """Write ``plan`` (idempotent) and tell whether every pod confirmed it; posts TrafficApplied once."""
     ctx.act(ApplyTrafficConfig(plan.generation, plan.entry))
     done, summary = confirmation(ctx, plan.generation, available, gone)

@@ -131,7 +131,12 @@ def _keep_applied(c: Canary) -> bool:
 
 def _completion(c: Canary) -> bool:
     ctx, st, spec = c.ctx, c.ctx.st, c.ctx.spec
-    if not st.traffic_prepared or st.current_step < len(spec.strategy.steps) or st.pause_reason or spec.paused:
+    if (
+        not st.traffic_prepared
+        or st.current_step < len(spec.strategy.steps)
+        or st.pause_reason
+        or spec.paused
+    ):
         return False
     need = spec.analysis.count if spec.analysis is not None else 0
     if st.analysis.successes >= need or ctx.consume("promote"):
