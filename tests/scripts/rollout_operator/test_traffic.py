@@ -9,7 +9,9 @@ from rollout_operator.decide import reconcile
 from rollout_operator.observations import Verification
 from rollout_operator.spec import SpecError, live_revision, parse_spec
 from rollout_operator.status import Status
+from rollout_operator.traffic_probes import judge_window, shadow_outcome
 from rollout_operator.traffic_target import traffic_target
+from rollout_operator.version_metrics import parse_version_metrics, version_delta
 from tests.scripts.rollout_operator.sim import result
 from tests.scripts.rollout_operator.traffic_sim import TrafficPod, TrafficWorld, traffic_spec
 
@@ -231,3 +233,47 @@ def test_target_requirements() -> None:
     _, error = traffic_target(_template(pvc, [TRAFFIC_ENV], [models, sub]), "server")
     assert error is not None
     assert "mounted as a directory" in error
+
+
+METRICS = """\
+# TYPE modelship_requests_total counter
+modelship_requests_total{{model="linear",version="1",api="predict",code="OK",transport="rest"}} {s}
+modelship_requests_total{{model="linear",version="2",api="predict",code="OK",transport="rest"}} {c}
+modelship_requests_total{{model="linear",version="2",api="predict",code="INTERNAL",transport="rest"}} {e}
+modelship_requests_total{{model="linear",version="2",api="status",code="OK",transport="rest"}} 99
+# TYPE modelship_shadow_requests_total counter
+modelship_shadow_requests_total{{model="linear",version="2",result="agree"}} {agree}
+modelship_shadow_requests_total{{model="linear",version="2",result="disagree"}} {dis}
+modelship_shadow_requests_total{{model="linear",version="2",result="error"}} 0
+"""
+
+
+def _snap(**kw: float) -> dict[str, object]:
+    values = {"s": 0, "c": 0, "e": 0, "agree": 0, "dis": 0, **kw}
+    return parse_version_metrics(METRICS.format(**values), "linear", ("OK",))
+
+
+def test_per_version_window_and_shadow_judgment() -> None:
+    base = {"a": _snap(s=10, agree=5), "b": _snap()}
+    now = {"a": _snap(s=40, c=3, e=1, agree=35, dis=1), "b": _snap(s=5, agree=10), "new": _snap(agree=4)}
+    window = version_delta(now, base, "2", "1")
+    assert window.stable.requests == 35  # 30 + 5, status calls left out
+    assert (window.candidate.requests, window.candidate.errors) == (4, 1)
+    assert window.shadow["agree"] == 30 + 10 + 4
+    assert window.shadow["disagree"] == 1
+    spec = parse_spec(
+        traffic_spec(
+            analysis={"minRequests": 10, "errorRatio": {"max": 0.5}, "disagreement": {"inputs": [[1]]}}
+        )
+    ).analysis
+    assert spec is not None
+    assert spec.disagreement is not None
+    m = judge_window(spec, window, shadow_outcome(window, spec.disagreement), [])
+    assert m.phase == "Failed"  # 1/45 disagree, maxRatio 0
+    assert "disagree" in m.message
+    lenient = spec.model_copy(
+        update={"disagreement": spec.disagreement.model_copy(update={"max_ratio": 0.1})}
+    )
+    assert lenient.disagreement is not None
+    m = judge_window(lenient, window, shadow_outcome(window, lenient.disagreement), [])
+    assert m.phase == "Successful", m.message  # 4 client requests only, but 45 shadow results
