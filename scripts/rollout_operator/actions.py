@@ -9,6 +9,7 @@ events. Pure values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rollout_operator.phases import EventReason, EventType
 from rollout_operator.spec import ModelSpec
@@ -49,7 +50,15 @@ class OpenGate:
     pod: str
 
 
-Action = ApplyCanary | DeleteCanary | ApplyTargetModel | OpenGate
+@dataclass(frozen=True)
+class ApplyTrafficConfig:
+    """Server-side apply the model's entry of the server's traffic file (other models kept as found)."""
+
+    generation: str
+    entry: dict[str, Any] = field(hash=False)
+
+
+Action = ApplyCanary | DeleteCanary | ApplyTargetModel | OpenGate | ApplyTrafficConfig
 
 
 @dataclass(frozen=True)

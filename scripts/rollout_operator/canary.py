@@ -187,7 +187,8 @@ def _settle(c: Canary) -> None:
     elif st.pause_reason == PauseReason.MANUAL:
         st.message = (
             f"step {st.current_step + 1}/{st.steps}: paused until promoted; canary {st.canary_version} "
-            f"at {st.canary_weight}% of pods; analysis {st.analysis.summary()}"
+            f"at {st.canary_weight}% of {'requests' if spec.strategy.type == 'traffic' else 'pods'}; "
+            f"analysis {st.analysis.summary()}"
         )
     elif st.pause_reason == PauseReason.INCONCLUSIVE:
         st.message = (

@@ -11,7 +11,7 @@ from rollout_operator.actions import RESYNC_SECONDS, Action, DeleteCanary, Event
 from rollout_operator.names import COMMAND_ANNOTATIONS
 from rollout_operator.observations import Observations, TargetView
 from rollout_operator.phases import EventReason, EventType, FailureReason, Phase
-from rollout_operator.spec import ModelSpec, RolloutSpec, SpecError, parse_source
+from rollout_operator.spec import ModelSpec, RolloutSpec, SpecError, live_revision, parse_source
 from rollout_operator.status import Status
 
 
@@ -75,8 +75,15 @@ class Context:
         return self.st.stable_version or "the chart's model"
 
     def track_stable(self) -> None:
-        """Outside promotion and rollback, stable is whatever the serving Deployment's template holds."""
+        """Outside promotion and rollback, stable is whatever the serving Deployment's template holds
+        (traffic strategy: the version the pods serve, kept in the status once known)."""
         st, t = self.st, self.target
+        if self.spec.strategy.type == "traffic":
+            if not st.stable_version and self.obs.stable_served_version:
+                st.stable_version = self.obs.stable_served_version
+            st.stable_revision = live_revision(st.stable_version) if st.stable_version.isdigit() else ""
+            st.stable_source = None
+            return
         previous = st.stable_revision
         st.stable_revision, st.stable_source = t.template_revision, t.template_source
         if t.template_version:

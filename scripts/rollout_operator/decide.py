@@ -32,6 +32,7 @@ from rollout_operator.promotion import begin_promotion, promoting
 from rollout_operator.rollback import begin_rollback, rolling_back
 from rollout_operator.spec import RolloutSpec, SpecError
 from rollout_operator.status import AnalysisStatus, Status
+from rollout_operator.traffic_strategy import progress as traffic_progress
 
 NO_TARGET_SECONDS = 10.0
 
@@ -81,7 +82,7 @@ def _reconcile(ctx: Context, spec: RolloutSpec) -> None:
         ctx.event(EventType.NORMAL, EventReason.NEW_VERSION, f"{wanted}; {replacing}")
         _start(ctx, "new version in spec")
     elif st.phase in CANARY_PHASES:
-        progress(ctx)
+        _progress(ctx)
     elif st.phase == Phase.PROMOTING:
         promoting(ctx)
     elif st.phase == Phase.ROLLING_BACK:
@@ -123,6 +124,7 @@ def _start(ctx: Context, why: str) -> None:
     st.pause_reason, st.rollback_reason = "", ""
     st.desired_weight = st.canary_weight = st.canary_replicas = 0
     st.promotion_started_at = None
+    st.traffic_prepared, st.traffic_generation = False, ""
     st.analysis = AnalysisStatus()
     st.handled.update(ctx.tokens())
     ctx.commands.discard("retry")
@@ -150,6 +152,13 @@ def _start(ctx: Context, why: str) -> None:
         begin_promotion(ctx, "rolling strategy")
     else:
         st.phase = Phase.PROGRESSING
+        _progress(ctx)
+
+
+def _progress(ctx: Context) -> None:
+    if ctx.spec.strategy.type == "traffic":
+        traffic_progress(ctx)
+    else:
         progress(ctx)
 
 
@@ -157,6 +166,9 @@ def _steady(ctx: Context) -> None:
     """Succeeded: keep the promoted model on the serving Deployment (Helm may have dropped it)."""
     st, spec, t = ctx.st, ctx.spec, ctx.target
     ctx.cleanup_canary()
+    if spec.strategy.type == "traffic":
+        st.message = f"model version {st.stable_version} is stable (traffic file {st.traffic_generation})"
+        return
     if t.template_revision != ctx.rev:
         ctx.act(ApplyTargetModel(spec.model))
         ctx.event(

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout_operator import decide
-from rollout_operator.actions import Action, ApplyCanary, ApplyTargetModel, DeleteCanary, OpenGate
+from rollout_operator.actions import (
+    Action,
+    ApplyCanary,
+    ApplyTargetModel,
+    ApplyTrafficConfig,
+    DeleteCanary,
+    OpenGate,
+)
 from rollout_operator.kube import Kube, is_status
 from rollout_operator.metrics import OperatorMetrics
 from rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
@@ -32,6 +39,8 @@ from rollout_operator.templates import (
     overlay,
     target_apply,
 )
+from rollout_operator.traffic_driver import helm_owned, probe_traffic, traffic_configmap
+from rollout_operator.traffic_target import traffic_mount
 from rollout_operator.views import canary_view, pod_view, target_view
 
 log = logging.getLogger("modelship.rollout.driver")
@@ -99,12 +108,19 @@ class Driver:
     ) -> tuple[Observations, int, str]:
         meta = obj["metadata"]
         base = Observations(
-            generation=int(meta.get("generation", 1)), annotations=dict(meta.get("annotations") or {})
+            generation=int(meta.get("generation", 1)),
+            annotations=dict(meta.get("annotations") or {}),
+            name=str(meta.get("name", "")),
         )
         if not isinstance(spec, RolloutSpec) or dep is None:
             return base, DEFAULT_REST_PORT, ""
         namespace = meta["namespace"]
-        target = target_view(dep, spec.container, spec.model)
+        target = target_view(dep, spec.container, spec.model, spec.strategy.type)
+        if spec.strategy.type == "traffic" and target.traffic_configmap and not target.overlay_error:
+            cm = self.kube.get_configmap(namespace, target.traffic_configmap)
+            error = helm_owned(cm, target.traffic_configmap)
+            if error:
+                target = dataclasses.replace(target, overlay_error=error)
         canary_dep = self.kube.get_deployment(namespace, canary_name(spec.target))
         canary = None
         if canary_dep is not None:
@@ -146,9 +162,11 @@ class Driver:
         now: float,
     ) -> Observations:
         plan = plan_probes(spec, status, obs, now)
-        if not (plan.verify or plan.measure or plan.stable_version):
+        if not (plan.verify or plan.measure or plan.stable_version or plan.traffic or plan.verify_versions):
             return obs
         http = self.http(namespace, port)
+        if spec.strategy.type == "traffic":
+            return probe_traffic(http, spec, status, obs, plan, mname)
         rev = spec.model.revision()
         stable = [p for p in obs.stable_pods if p.serving and p.revision != rev]
         stable.sort(key=lambda p: p.revision != status.stable_revision)  # the real stable first
@@ -239,6 +257,14 @@ class Driver:
                 else None
             )
             self.kube.apply_deployment(target_apply(namespace, spec.target, ov), force=False)
+        elif isinstance(action, ApplyTrafficConfig):
+            server = find_container(dep["spec"]["template"], spec.container)
+            mount = traffic_mount(dep["spec"]["template"], spec.container)
+            cm = self.kube.get_configmap(namespace, mount.configmap)
+            body = traffic_configmap(
+                namespace, mount, cm, model_name(server, spec.model.name), action.generation, action.entry
+            )
+            self.kube.apply_configmap(body)
         elif isinstance(action, OpenGate):
             self.kube.set_pod_condition(
                 namespace,

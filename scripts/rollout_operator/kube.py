@@ -153,6 +153,29 @@ class Kube:
                 return False
             raise
 
+    def get_configmap(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return _data(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply_configmap(self, body: Obj) -> Obj:
+        """Server-side apply a ConfigMap under the operator's field manager (it owns the data it writes)."""
+        meta = body["metadata"]
+        return _data(
+            self.core.patch_namespaced_config_map(
+                meta["name"],
+                meta["namespace"],
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _preload_content=False,
+            )
+        )
+
     def list_pods(self, namespace: str, selector: str) -> list[Obj]:
         resp = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
         return list(_data(resp).get("items") or [])

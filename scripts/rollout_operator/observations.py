@@ -46,6 +46,8 @@ class TargetView:
     rollout_complete: bool = True  # every pod runs the current template and is available
     progress_failed: bool = False  # Progressing=False, ProgressDeadlineExceeded
     overlay_error: str | None = None  # why the operator cannot put a model version into this template
+    traffic_configmap: str = ""  # the ConfigMap holding the server's traffic file ("" = none mounted)
+    traffic_key: str = ""  # its key (the file's name)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ class Verification:
 
     outcome: VerificationOutcome
     message: str = ""
+
+
+@dataclass(frozen=True)
+class PodTraffic:
+    """What one serving pod reports: the traffic-file generation it applied and its AVAILABLE versions."""
+
+    generation: str = ""
+    available: tuple[int, ...] = ()
+    error: str = ""  # the pod could not be asked ("" = answered)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class Observations:
     verifications: dict[str, Verification] = field(default_factory=dict)
     measurement: Measurement | None = None
     stable_served_version: str = ""
+    name: str = ""  # the ModelRollout's name
+    pod_traffic: dict[str, PodTraffic] = field(default_factory=dict)  # by pod name (traffic strategy)
 
     @property
     def canary_pods(self) -> tuple[PodView, ...]:

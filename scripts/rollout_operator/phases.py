@@ -75,6 +75,7 @@ class EventReason(enum.StrEnum):
     NEW_VERSION = "NewVersion"
     ALREADY_STABLE = "AlreadyStable"
     TRAFFIC_GATE_OPENED = "TrafficGateOpened"
+    TRAFFIC_APPLIED = "TrafficApplied"
     STEP_COMPLETED = "StepCompleted"
     PAUSED = "Paused"
     RESUMED = "Resumed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rollout_operator.observations import Observations
-from rollout_operator.phases import CANARY_PHASES, MEASURED_PHASES
+from rollout_operator.phases import ACTIVE_PHASES, CANARY_PHASES, MEASURED_PHASES, Phase
 from rollout_operator.spec import RolloutSpec, SpecError
 from rollout_operator.status import Status
 
@@ -22,6 +22,8 @@ class ProbePlan:
     verify: tuple[str, ...] = ()
     measure: bool = False
     stable_version: bool = False
+    traffic: bool = False  # traffic strategy: ask every serving pod what traffic file it applied
+    verify_versions: bool = False  # traffic strategy: verify the candidate next to stable on each pod
 
 
 def plan_probes(spec: RolloutSpec | SpecError, status: Status, obs: Observations, now: float) -> ProbePlan:
@@ -31,6 +33,8 @@ def plan_probes(spec: RolloutSpec | SpecError, status: Status, obs: Observations
         return ProbePlan()
     rev = spec.model.revision()
     current = status.revision == rev
+    if spec.strategy.type == "traffic":
+        return _traffic_plan(spec, status, obs, now, current)
     return ProbePlan(
         verify=_to_verify(spec, status, obs, rev) if current else (),
         measure=current and _measurement_due(spec, status, obs, now, rev),
@@ -62,3 +66,28 @@ def _measurement_due(spec: RolloutSpec, status: Status, obs: Observations, now: 
     last = status.analysis.last_measured_at
     due = last is None or now - last >= spec.analysis.interval - 0.5
     return due and any(p.serving and p.revision == rev for p in obs.pods)
+
+
+def _traffic_plan(
+    spec: RolloutSpec, status: Status, obs: Observations, now: float, current: bool
+) -> ProbePlan:
+    """Traffic strategy: every serving pod reports its traffic file; verification while preparing;
+    a measurement once the candidate is loaded everywhere."""
+    serving = any(p.serving for p in obs.pods)
+    analysis = spec.analysis
+    due = False
+    if analysis is not None and current and status.phase in MEASURED_PHASES and status.traffic_prepared:
+        last = status.analysis.last_measured_at
+        due = serving and (last is None or now - last >= analysis.interval - 0.5)
+    return ProbePlan(
+        measure=due,
+        stable_version=not status.stable_version and serving,
+        traffic=serving and status.phase in (*ACTIVE_PHASES, Phase.PENDING, Phase.INVALID, ""),
+        verify_versions=(
+            current
+            and status.phase in CANARY_PHASES
+            and not status.traffic_prepared
+            and analysis is not None
+            and analysis.disagreement is not None
+        ),
+    )

@@ -13,9 +13,13 @@ from rollout_operator.measurement import record_measurement
 from rollout_operator.phases import EventReason, EventType, FailureReason, Phase
 from rollout_operator.rollback import begin_rollback
 from rollout_operator.spec import ModelSpec
+from rollout_operator.traffic_phases import begin_traffic_promotion, traffic_promoting
 
 
 def begin_promotion(ctx: Context, why: str) -> None:
+    if ctx.spec.strategy.type == "traffic":
+        begin_traffic_promotion(ctx, why)
+        return
     st, model = ctx.st, ctx.flight()
     st.phase, st.promotion_started_at, st.pause_reason = Phase.PROMOTING, ctx.now, ""
     ctx.act(ApplyTargetModel(model))
@@ -30,6 +34,9 @@ def begin_promotion(ctx: Context, why: str) -> None:
 
 
 def promoting(ctx: Context) -> None:
+    if ctx.spec.strategy.type == "traffic":
+        traffic_promoting(ctx)
+        return
     st, spec, t, model = ctx.st, ctx.spec, ctx.target, ctx.flight()
     if spec.abort:
         begin_rollback(

@@ -88,7 +88,11 @@ class ModelDoc(Strict):
     version: Annotated[int, Int64()] = Field(
         ge=1, description="The version number (the <version> directory the server loads)."
     )
-    source: SourceDoc = Field(description="Exactly one of url (with sha256) or image.")
+    source: SourceDoc | None = Field(
+        None,
+        description="Exactly one of url (with sha256) or image; required by canary and rolling, "
+        "left out with traffic (the version reaches the pods from the server's own live source).",
+    )
 
 
 class PauseDoc(Strict):
@@ -125,6 +129,71 @@ def _default_steps() -> tuple[StepDoc, ...]:
     return tuple(StepDoc.model_validate(step) for step in DEFAULT_STEPS)
 
 
+class ShadowDoc(Strict):
+    percent: float = Field(
+        ge=0, le=100, description="Percent of name-only requests also run on the candidate (0: off)."
+    )
+    duration: Duration | None = Field(
+        None, description="How long the step lasts once every pod applied it; none: until promoted."
+    )
+
+
+class TrafficStepDoc(
+    Strict,
+    json_schema_extra=cel(
+        (
+            "[has(self.setWeight), has(self.pause), has(self.shadow)].filter(x, x).size() == 1",
+            "set exactly one of setWeight, pause or shadow",
+        ),
+    ),
+):
+    set_weight: int | None = Field(
+        None, ge=1, le=100, description="Percent of name-only requests the candidate version answers."
+    )
+    pause: PauseDoc | None = Field(None, description="Wait `duration`, or until promoted when it has none.")
+    shadow: ShadowDoc | None = Field(
+        None, description="Shadow a share of requests on the candidate (stays on until changed)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrafficStepDoc:
+        if sum(x is not None for x in (self.set_weight, self.pause, self.shadow)) != 1:
+            raise ValueError("set exactly one of setWeight, pause or shadow")
+        return self
+
+
+DEFAULT_TRAFFIC_STEPS = (
+    {"shadow": {"percent": 100, "duration": "60s"}},
+    {"setWeight": 10},
+    {"pause": {"duration": "60s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "60s"}},
+)
+HEADER = r"^[!#$%&'*+.^_`|~0-9a-z-]+$"
+
+
+def _default_traffic_steps() -> tuple[TrafficStepDoc, ...]:
+    return tuple(TrafficStepDoc.model_validate(step) for step in DEFAULT_TRAFFIC_STEPS)
+
+
+class TrafficDoc(Strict):
+    # The default steps are the operator's (the CRD has none: the API server leaves them out).
+    steps: tuple[TrafficStepDoc, ...] = Field(
+        default_factory=_default_traffic_steps,
+        max_length=MAX_STEPS,
+        strict=False,
+        description="Default shadow 100% 60s, setWeight 10, pause 60s, setWeight 50, pause 60s.",
+    )
+    sticky_header: (
+        Annotated[
+            str,
+            Field(max_length=256),
+            Matching(HEADER, "must be a lower-case HTTP header name, got {value!r}"),
+        ]
+        | None
+    ) = Field(None, description="Requests with this header pick the version by a hash of its value.")
+
+
 class CanaryDoc(Strict):
     # The default steps are the operator's (the CRD has none: the API server leaves them out).
     steps: tuple[StepDoc, ...] = Field(
@@ -151,10 +220,13 @@ class StrategyDoc(
         )
     ),
 ):
-    type: Literal["rolling", "canary"] = Field(
-        "canary", description="canary (a second Deployment weighted by replica ratio) or rolling."
+    type: Literal["rolling", "canary", "traffic"] = Field(
+        "canary",
+        description="canary (a second Deployment weighted by replica ratio), rolling, or traffic "
+        "(per-request weights and shadow in the server's traffic file; no pod restarted).",
     )
     canary: CanaryDoc = Field(default_factory=lambda: CanaryDoc.model_validate({}))
+    traffic: TrafficDoc = Field(default_factory=lambda: TrafficDoc.model_validate({}))
 
     @model_validator(mode="after")
     def _canary_moves(self) -> StrategyDoc:
@@ -163,7 +235,33 @@ class StrategyDoc(
         return self
 
 
-class RolloutSpecDoc(Strict):
+TRAFFIC = "has(self.strategy) && has(self.strategy.type) && self.strategy.type == 'traffic'"
+NEEDS_SOURCE = "the canary and rolling strategies need model.source (url with sha256, or image)"
+
+
+def live_source_message(version: int | str) -> str:
+    return (
+        f"the traffic strategy changes no pod: publish version {version} to the model's bucket or "
+        "shared volume and leave out model.source; url and image sources need new pods: use the "
+        "canary strategy"
+    )
+
+
+class RolloutSpecDoc(
+    Strict,
+    json_schema_extra=cel(
+        (f"({TRAFFIC}) || has(self.model.source)", NEEDS_SOURCE),
+        (
+            f"!({TRAFFIC}) || !has(self.model.source)",
+            live_source_message("N").replace("version N", "the version"),
+        ),
+        (
+            f"!({TRAFFIC}) || !has(self.analysis) || !has(self.analysis.prometheus)",
+            "the traffic strategy measures by version from the pods' own metrics; leave out "
+            "analysis.prometheus",
+        ),
+    ),
+):
     target_ref: TargetRefDoc = Field(
         description="The serving Deployment (the chart's fullname) and its server container."
     )
@@ -179,3 +277,19 @@ class RolloutSpecDoc(Strict):
     )
     paused: bool = Field(False, description="Hold the canary steps where they are (analysis keeps running).")
     abort: bool = Field(False, description="Roll back and stay rolled back; set false again to retry.")
+
+    @model_validator(mode="after")
+    def _source_fits_the_strategy(self) -> RolloutSpecDoc:
+        traffic = self.strategy.type == "traffic"
+        if traffic and self.model.source is not None:
+            raise FieldProblem("model.source", live_source_message(self.model.version))
+        if not traffic and self.model.source is None:
+            raise FieldProblem("model.source", NEEDS_SOURCE)
+        if traffic and self.analysis is not None and self.analysis.prometheus is not None:
+            raise FieldProblem(
+                "analysis.prometheus",
+                "the traffic strategy measures by version from the pods' own metrics "
+                "(modelship_requests_total by version, modelship_shadow_requests_total); "
+                "leave out analysis.prometheus",
+            )
+        return self

@@ -64,6 +64,8 @@ class StatusDoc(ResourceModel):
     canary_replicas: int | None = None
     promotion_started_at: dt.datetime | None = None
     rollback_reason: str | None = None
+    traffic_prepared: bool | None = None
+    traffic_generation: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     handled: dict[str, str] | None = None

@@ -25,7 +25,13 @@ from rollout_operator.resource_analysis import (
     LatencyCheck,
     PrometheusSource,
 )
-from rollout_operator.resource_spec import MAX_STEPS, RolloutSpecDoc, SourceDoc, StepDoc
+from rollout_operator.resource_spec import (
+    MAX_STEPS,
+    RolloutSpecDoc,
+    SourceDoc,
+    StepDoc,
+    TrafficStepDoc,
+)
 from rollout_operator.spec_errors import SpecError, spec_error
 
 __all__ = [
@@ -45,6 +51,7 @@ __all__ = [
     "SpecError",
     "Step",
     "Strategy",
+    "TrafficStrategy",
     "UrlSource",
     "parse_source",
     "parse_spec",
@@ -84,29 +91,44 @@ class ModelSpec:
     """The model version to roll out and where its files come from."""
 
     version: int
-    source: Source
+    source: Source | None  # None: the server's own live source (the traffic strategy)
     name: str | None = None
 
     def source_dict(self) -> dict[str, str]:
-        return self.source.as_dict()
+        return self.source.as_dict() if self.source is not None else {}
 
     def revision(self) -> str:
-        """Short content hash of version + source: equal revisions mean the same model files."""
-        doc = json.dumps({"version": self.version, "source": self.source_dict()}, sort_keys=True)
-        return hashlib.sha256(doc.encode()).hexdigest()[:12]
+        """Short content hash of version + source: equal revisions mean the same model files
+        (a source-less version hashes with ``"live"``, distinct from every url or image revision)."""
+        return revision_of(self.version, self.source_dict() if self.source is not None else "live")
+
+
+def revision_of(version: int, source: dict[str, str] | str) -> str:
+    doc = json.dumps({"version": version, "source": source}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+
+def live_revision(version: int | str) -> str:
+    """The revision of ``version`` from the server's live source (the traffic strategy)."""
+    return revision_of(int(version), "live")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One canary step: ``setWeight`` (percent of serving pods) or ``pause`` (None = until promoted)."""
+    """One step: ``setWeight`` (canary: percent of serving pods; traffic: of name-only requests),
+    ``pause`` or (traffic only) ``shadow`` (``percent``); ``duration`` None = until promoted."""
 
-    kind: Literal["setWeight", "pause"]
+    kind: Literal["setWeight", "pause", "shadow"]
     weight: int = 0
     duration: float | None = None
+    percent: float = 0.0
 
     def describe(self) -> str:
         if self.kind == "setWeight":
             return f"setWeight {self.weight}%"
+        if self.kind == "shadow":
+            until = "until promoted" if self.duration is None else f"{self.duration:g}s"
+            return f"shadow {self.percent:g}% {until}"
         return "pause until promoted" if self.duration is None else f"pause {self.duration:g}s"
 
 
@@ -118,12 +140,21 @@ class CanaryStrategy:
 
 
 @dataclass(frozen=True)
+class TrafficStrategy:
+    steps: tuple[Step, ...] = ()
+    sticky_header: str | None = None
+
+
+@dataclass(frozen=True)
 class Strategy:
-    type: Literal["rolling", "canary"]
+    type: Literal["rolling", "canary", "traffic"]
     canary: CanaryStrategy
+    traffic: TrafficStrategy = TrafficStrategy()
 
     @property
     def steps(self) -> tuple[Step, ...]:
+        if self.type == "traffic":
+            return self.traffic.steps
         return self.canary.steps if self.type == "canary" else ()
 
 
@@ -147,9 +178,11 @@ def _source(doc: SourceDoc) -> Source:
     return ImageSource(image=doc.image, path=doc.path)
 
 
-def _step(doc: StepDoc) -> Step:
+def _step(doc: StepDoc | TrafficStepDoc) -> Step:
     if doc.set_weight is not None:
         return Step("setWeight", weight=doc.set_weight)
+    if isinstance(doc, TrafficStepDoc) and doc.shadow is not None:
+        return Step("shadow", percent=float(doc.shadow.percent), duration=doc.shadow.duration)
     assert doc.pause is not None  # StepDoc's own rule
     return Step("pause", duration=doc.pause.duration)
 
@@ -168,17 +201,21 @@ def parse_spec(raw: Any) -> RolloutSpec:
         doc = RolloutSpecDoc.model_validate(raw, by_name=False)
     except ValidationError as exc:
         raise spec_error(exc) from None
-    canary = doc.strategy.canary
+    canary, traffic = doc.strategy.canary, doc.strategy.traffic
+    source = _source(doc.model.source) if doc.model.source is not None else None
     return RolloutSpec(
         target=doc.target_ref.name,
         container=doc.target_ref.container,
-        model=ModelSpec(version=doc.model.version, source=_source(doc.model.source), name=doc.model.name),
+        model=ModelSpec(version=doc.model.version, source=source, name=doc.model.name),
         strategy=Strategy(
             type=doc.strategy.type,
             canary=CanaryStrategy(
                 steps=tuple(_step(s) for s in canary.steps),
                 traffic_gate=canary.traffic_gate,
                 max_replicas=canary.max_replicas,
+            ),
+            traffic=TrafficStrategy(
+                steps=tuple(_step(s) for s in traffic.steps), sticky_header=traffic.sticky_header
             ),
         ),
         analysis=doc.analysis,

@@ -106,6 +106,8 @@ class Status:
     canary_replicas: int = 0
     promotion_started_at: float | None = None
     rollback_reason: str = ""  # a FailureReason or ""
+    traffic_prepared: bool = False  # traffic strategy: every pod loaded the candidate (and verified it)
+    traffic_generation: str = ""  # traffic strategy: the traffic-file generation every pod confirmed
     started_at: float | None = None
     finished_at: float | None = None
     handled: dict[str, str] = field(default_factory=dict)
@@ -137,6 +139,8 @@ class Status:
             "canaryWeight": self.canary_weight,
             "canaryReplicas": self.canary_replicas,
             "rollbackReason": plain(self.rollback_reason),
+            "trafficPrepared": self.traffic_prepared,
+            "trafficGeneration": self.traffic_generation,
             "handled": dict(self.handled),
             "analysis": self.analysis.to_dict(),
             "conditions": copy.deepcopy(self.conditions),
@@ -178,6 +182,8 @@ class Status:
             canary_replicas=int(d.get("canaryReplicas", 0)),
             promotion_started_at=from_rfc3339(d.get("promotionStartedAt")),
             rollback_reason=str(d.get("rollbackReason", "")),
+            traffic_prepared=bool(d.get("trafficPrepared", False)),
+            traffic_generation=str(d.get("trafficGeneration", "")),
             started_at=from_rfc3339(d.get("startedAt")),
             finished_at=from_rfc3339(d.get("finishedAt")),
             handled={str(k): str(v) for k, v in (d.get("handled") or {}).items()},

@@ -16,6 +16,7 @@ from rollout_operator.names import (
 from rollout_operator.observations import CanaryView, PodView, TargetView
 from rollout_operator.spec import ModelSpec
 from rollout_operator.templates import OverlayError, overlay
+from rollout_operator.traffic_target import traffic_target
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -35,7 +36,9 @@ def deployment_complete(dep: dict[str, Any]) -> bool:
     )
 
 
-def target_view(dep: dict[str, Any], container: str, model: ModelSpec | None) -> TargetView:
+def target_view(
+    dep: dict[str, Any], container: str, model: ModelSpec | None, strategy: str = "canary"
+) -> TargetView:
     template = dep["spec"]["template"]
     annotations = (template.get("metadata") or {}).get("annotations") or {}
     source: dict[str, Any] | None = None
@@ -46,7 +49,10 @@ def target_view(dep: dict[str, Any], container: str, model: ModelSpec | None) ->
         except ValueError:
             source = None
     error = None
-    if model is not None:
+    mount = None
+    if strategy == "traffic":
+        mount, error = traffic_target(template, container)
+    elif model is not None:
         try:
             overlay(template, container, model, model.revision())
         except OverlayError as exc:
@@ -64,6 +70,8 @@ def target_view(dep: dict[str, Any], container: str, model: ModelSpec | None) ->
             progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded"
         ),
         overlay_error=error,
+        traffic_configmap=mount.configmap if mount else "",
+        traffic_key=mount.key if mount else "",
     )
 
 

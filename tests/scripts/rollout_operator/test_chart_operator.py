@@ -158,6 +158,22 @@ def test_role_is_sufficient_and_least_privilege(render: Any) -> None:
     assert allowed(proxy, "apps", "deployments", "patch", "blue-canary")
 
 
+def test_role_lets_the_operator_write_the_traffic_configmap_by_name(render: Any) -> None:
+    values = [*ON, "traffic.enabled=true", "traffic.existingConfigMap=prod-traffic"]
+    rules = render(set_=values).one("Role")["rules"]
+    for verb in ("get", "patch"):
+        assert allowed(rules, "", "configmaps", verb, "prod-traffic")
+        assert not allowed(rules, "", "configmaps", verb, "modelship")  # the server's own config
+    for verb in ("list", "watch", "create"):
+        assert allowed(rules, "", "configmaps", verb, None)
+    assert not allowed(rules, "", "configmaps", "delete", "prod-traffic")  # never deleted
+    unnamed = render(set_=ON).one("Role")["rules"]
+    assert all(
+        allowed(unnamed, "", "configmaps", v, "x") for v in ("get", "list", "watch", "create", "patch")
+    )
+    assert not allowed(unnamed, "", "configmaps", "delete", "x")
+
+
 def test_schema_rejects_bad_operator_values(render: Any) -> None:
     for bad in (
         "operator.podAccess=ssh",

@@ -116,7 +116,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         ("model.source", {"image": "a b"}, "not an image reference"),
         ("model.source", {"image": "img", "path": "relative"}, "must be absolute"),
         ("model.name", "../x", "not a model name"),
-        ("strategy.type", "blue-green", "rolling or canary"),
+        ("strategy.type", "blue-green", "rolling, canary or traffic"),
         ("strategy.canary.steps", [{"pause": {}}], "at least one setWeight"),
         ("strategy.canary.steps", [{"setWeight": 100}], "<= 99"),
         ("strategy.canary.steps", [{"setWeight": 10, "pause": {}}], "exactly one of setWeight or pause"),
