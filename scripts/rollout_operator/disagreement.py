@@ -116,6 +116,8 @@ def disagreement(
     http: PodHttp, check: DisagreementCheck, model: str, version: int, canary: PodView, stable: PodView
 ) -> DisagreementOutcome:
     """Send the check's inputs to both pods and judge; transport failures are an Error outcome."""
+    if check.inputs is None:  # the spec requires them for the canary strategies that call this
+        return DisagreementOutcome(Verdict.INCONCLUSIVE, None, "analysis.disagreement.inputs is not set")
     try:
         c = predict(http, canary, model, version, check.inputs)
         s = predict(http, stable, model, None, check.inputs)

@@ -89,5 +89,6 @@ def _traffic_plan(
             and not status.traffic_prepared
             and analysis is not None
             and analysis.disagreement is not None
+            and analysis.disagreement.inputs is not None
         ),
     )

@@ -52,9 +52,17 @@ class LatencyCheck(
 
 
 class DisagreementCheck(Strict):
-    """Send ``inputs`` (predict ``instances``) to a canary and a stable pod; compare the answers."""
+    """Send ``inputs`` (predict ``instances``) to a canary and a stable pod; compare the answers.
+    With the traffic strategy the servers' shadow scoring compares live traffic, and ``inputs``
+    (optional there) only verify each pod before any traffic."""
 
-    inputs: tuple[JsonValue, ...] = Field(min_length=1, max_length=256, strict=False)
+    inputs: tuple[JsonValue, ...] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        strict=False,
+        description="Predict instances; required by canary and rolling, optional with traffic.",
+    )
     abs_tolerance: float = Field(1e-6, ge=0)
     rel_tolerance: float = Field(1e-3, ge=0)
     max_ratio: float = Field(0, ge=0, le=1)

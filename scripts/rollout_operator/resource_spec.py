@@ -237,6 +237,10 @@ class StrategyDoc(
 
 TRAFFIC = "has(self.strategy) && has(self.strategy.type) && self.strategy.type == 'traffic'"
 NEEDS_SOURCE = "the canary and rolling strategies need model.source (url with sha256, or image)"
+NEEDS_INPUTS = (
+    "the canary and rolling strategies compare answers to analysis.disagreement.inputs; only the "
+    "traffic strategy can do without (its servers shadow live traffic)"
+)
 
 
 def live_source_message(version: int | str) -> str:
@@ -259,6 +263,11 @@ class RolloutSpecDoc(
             f"!({TRAFFIC}) || !has(self.analysis) || !has(self.analysis.prometheus)",
             "the traffic strategy measures by version from the pods' own metrics; leave out "
             "analysis.prometheus",
+        ),
+        (
+            f"({TRAFFIC}) || !has(self.analysis) || !has(self.analysis.disagreement)"
+            " || has(self.analysis.disagreement.inputs)",
+            NEEDS_INPUTS,
         ),
     ),
 ):
@@ -285,6 +294,9 @@ class RolloutSpecDoc(
             raise FieldProblem("model.source", live_source_message(self.model.version))
         if not traffic and self.model.source is None:
             raise FieldProblem("model.source", NEEDS_SOURCE)
+        disagreement = self.analysis.disagreement if self.analysis is not None else None
+        if not traffic and disagreement is not None and disagreement.inputs is None:
+            raise FieldProblem("analysis.disagreement.inputs", NEEDS_INPUTS)
         if traffic and self.analysis is not None and self.analysis.prometheus is not None:
             raise FieldProblem(
                 "analysis.prometheus",

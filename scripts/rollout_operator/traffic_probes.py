@@ -49,6 +49,8 @@ def versions_disagreement(
     http: PodHttp, check: DisagreementCheck, model: str, candidate: int, stable: int, pod: PodView
 ) -> DisagreementOutcome:
     """The check's inputs to ``candidate`` and to ``stable`` on the same pod, answers compared."""
+    if check.inputs is None:
+        return DisagreementOutcome(Verdict.SUCCESSFUL, None, "no inputs to compare")
     try:
         c = predict(http, pod, model, candidate, check.inputs)
         s = predict(http, pod, model, stable, check.inputs)
@@ -120,7 +122,11 @@ def measure_versions(
     if spec.disagreement is not None:
         if window.shadow_compared > 0:
             outcome = shadow_outcome(window, spec.disagreement)
-        elif pods:
+        elif pods and spec.disagreement.inputs is not None:
             outcome = versions_disagreement(http, spec.disagreement, model, candidate, stable, pods[0])
+        else:
+            outcome = DisagreementOutcome(
+                Verdict.INCONCLUSIVE, None, "no shadow results in this window (and no inputs to send)"
+            )
     result = judge_window(spec, window, outcome, notes)
     return dataclasses.replace(result, baseline=new_baseline)

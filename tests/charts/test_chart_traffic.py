@@ -134,8 +134,17 @@ def test_existing_configmap_is_mounted_and_nothing_is_rendered(render: Any) -> N
     pod = r.one("Deployment")["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "traffic"]
     assert volume["configMap"]["name"] == "rollout-traffic"
+    assert volume["configMap"]["optional"] is True  # the operator creates it after the pods start
     env = {e["name"]: e.get("value") for e in _server(r.one("Deployment"))["env"]}
     assert env["MODELSHIP_TRAFFIC_CONFIG_FILE"] == "/etc/modelship/traffic/traffic.json"
+    assert env["MODELSHIP_TRAFFIC_CONFIG_FILE_OPTIONAL"] == "true"
+    rendered = render(set_=["traffic.enabled=true"])
+    (own,) = [
+        v for v in rendered.one("Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "traffic"
+    ]
+    assert "optional" not in own["configMap"]  # the chart's own ConfigMap is always there
+    own_env = {e["name"] for e in _server(rendered.one("Deployment"))["env"]}
+    assert "MODELSHIP_TRAFFIC_CONFIG_FILE_OPTIONAL" not in own_env
 
 
 def test_disabled_renders_nothing_and_the_same_deployment(render: Any, tmp_path: Path) -> None:

@@ -125,11 +125,16 @@ def test_crd_defaults_agree_with_the_code() -> None:
     assert parse_spec(defaulted) == parse_spec(bare)
 
 
-def test_example_is_valid() -> None:
-    doc = yaml.safe_load(EXAMPLE.read_text())
+@pytest.mark.parametrize(
+    ("example", "strategy"),
+    [(EXAMPLE, "canary"), (EXAMPLE.with_name("example-modelrollout-traffic.yaml"), "traffic")],
+)
+def test_examples_are_valid(example: Path, strategy: str) -> None:
+    doc = yaml.safe_load(example.read_text())
     assert (doc["apiVersion"], doc["kind"]) == (names.API_VERSION, names.KIND)
     jsonschema.validate(doc["spec"], closed(schema()["properties"]["spec"]))
     spec = parse_spec(doc["spec"])
+    assert spec.strategy.type == strategy
     assert spec.analysis is not None
     assert spec.analysis.disagreement is not None
 

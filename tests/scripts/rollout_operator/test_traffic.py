@@ -181,6 +181,21 @@ def test_invalid_specs(change: dict[str, object], message: str) -> None:
         parse_spec(traffic_spec(**change))
 
 
+def test_disagreement_inputs_are_optional_only_with_traffic() -> None:
+    """The traffic strategy's servers shadow live traffic; the canary's gate needs inputs to send."""
+    spec = parse_spec(traffic_spec(analysis={"disagreement": {"maxRatio": 0}}))
+    assert spec.analysis is not None
+    assert spec.analysis.disagreement is not None
+    assert spec.analysis.disagreement.inputs is None
+    canary = traffic_spec(
+        strategy={"type": "canary"},
+        model={"version": 2, "source": {"image": "m:2"}},
+        analysis={"disagreement": {"maxRatio": 0}},
+    )
+    with pytest.raises(SpecError, match=r"analysis\.disagreement\.inputs"):
+        parse_spec(canary)
+
+
 def test_canary_still_needs_a_source() -> None:
     spec = traffic_spec(strategy={"type": "canary"})
     with pytest.raises(SpecError, match=r"need model\.source"):
