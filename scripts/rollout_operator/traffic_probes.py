@@ -56,12 +56,14 @@ def versions_disagreement(
         s = predict(http, pod, model, stable, check.inputs)
     except ProbeError as exc:
         return DisagreementOutcome(Verdict.ERROR, None, str(exc))
-    return judge_disagreement(check, c, s)
+    return judge_disagreement(check, c, s, (f"version {candidate}", f"version {stable}"))
 
 
 def verify_versions(
     http: PodHttp, pod: PodView, model: str, candidate: int, stable: int, check: DisagreementCheck
 ) -> Verification:
+    """``pod`` answers the check's inputs on ``candidate`` like on ``stable``: passed; differently or
+    with an error of the candidate: failed; stable or the pod not answering: error."""
     outcome = versions_disagreement(http, check, model, candidate, stable, pod)
     if outcome.phase == Verdict.SUCCESSFUL:
         return Verification(VerificationOutcome.PASSED, f"version {candidate}: {outcome.message}")
