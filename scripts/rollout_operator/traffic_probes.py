@@ -119,7 +119,12 @@ def measure_versions(
     if not snaps:
         result = evaluate(spec, None, None, None, notes)
         return dataclasses.replace(result, baseline=baseline)
-    window = version_delta(snaps, baseline["versionPods"], str(candidate), str(stable))
+    old = baseline["versionPods"]
+    window = version_delta(snaps, old, str(candidate), str(stable))
+    # a serving pod that could not be scraped keeps its old snapshot: dropped from the baseline,
+    # its next window would count everything it ever served (as a pod new since the baseline)
+    missed = {key: old[key] for key in (p.uid or p.name for p in pods) if key not in snaps and key in old}
+    new_baseline = {"versionPods": {**missed, **snaps}}
     outcome = None
     if spec.disagreement is not None:
         if window.shadow_compared > 0:

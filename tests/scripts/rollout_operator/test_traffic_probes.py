@@ -274,3 +274,25 @@ def test_window_with_a_pod_that_does_not_answer(http: LocalPods, reset: None) ->
     m = measure_versions(http, spec, "linear", 2, 1, [pod("dead")], first.baseline)
     assert m.phase == "Error", m.message
     assert "dead" in m.message
+
+
+def test_a_pod_missed_in_one_window_is_not_counted_from_zero_in_the_next(
+    pods: dict[str, Pod], reset: None
+) -> None:
+    """"flaky" is the good server, unreachable for one window: its counters stay in the baseline."""
+    ports = {name: p.proc.rest_port for name, p in pods.items()}
+    http = LocalPods(dict(ports, flaky=ports["good"]))
+    spec = analysis(minRequests=5)
+    serving = [pod("flaky"), pod("wrong")]
+    assert predict(pods["good"], 5, version=2) == [200] * 5  # history before the rollout's baseline
+    first = measure_versions(http, spec, "linear", 2, 1, serving, None)
+    http.ports["flaky"] = free_port()
+    assert predict(pods["wrong"], 6, version=2) == [200] * 6
+    missed = measure_versions(http, spec, "linear", 2, 1, serving, first.baseline)
+    assert values(missed)["requests"] == 6
+    assert "flaky" in missed.message
+    http.ports["flaky"] = ports["good"]
+    assert predict(pods["good"], 7, version=2) == [200] * 7
+    back = measure_versions(http, spec, "linear", 2, 1, serving, missed.baseline)
+    assert values(back)["requests"] == 7  # the window's 7, not the good server's whole history
+    assert back.phase == "Successful", back.message
