@@ -9,6 +9,7 @@ versions, :func:`verify_versions` compares version-addressed predicts on the sam
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,15 @@ import httpx
 import pytest
 
 from rollout_operator.spec import AnalysisSpec, parse_spec
+from rollout_operator.traffic_config import only_plan, split_plan
+from rollout_operator.traffic_driver import traffic_configmap
 from rollout_operator.traffic_probes import measure_versions, pod_traffic, verify_versions
+from rollout_operator.traffic_target import TrafficMount
 from tests.fixtures import ServerProcess, free_port
 from tests.scripts.rollout_operator.models import export_kind
-from tests.scripts.rollout_operator.test_probes import CHECK, INPUTS, LocalPods, pod
+from tests.scripts.rollout_operator.test_probes import CHECK, LocalPods, pod
 from tests.scripts.rollout_operator.traffic_sim import traffic_spec
-from tests.service.traffic_helpers import apply, metric, wait_until, write_traffic
+from tests.service.traffic_helpers import apply, metric, status, wait_until, write_traffic
 
 pytestmark = pytest.mark.slow
 GOOD_X = [[1.0, 2.0, 3.0]]
@@ -279,7 +283,7 @@ def test_window_with_a_pod_that_does_not_answer(http: LocalPods, reset: None) ->
 def test_a_pod_missed_in_one_window_is_not_counted_from_zero_in_the_next(
     pods: dict[str, Pod], reset: None
 ) -> None:
-    """"flaky" is the good server, unreachable for one window: its counters stay in the baseline."""
+    """ "flaky" is the good server, unreachable for one window: its counters stay in the baseline."""
     ports = {name: p.proc.rest_port for name, p in pods.items()}
     http = LocalPods(dict(ports, flaky=ports["good"]))
     spec = analysis(minRequests=5)
@@ -296,3 +300,34 @@ def test_a_pod_missed_in_one_window_is_not_counted_from_zero_in_the_next(
     back = measure_versions(http, spec, "linear", 2, 1, serving, missed.baseline)
     assert values(back)["requests"] == 7  # the window's 7, not the good server's whole history
     assert back.phase == "Successful", back.message
+
+
+def test_every_file_the_operator_writes_is_applied_by_a_real_server(
+    pods: dict[str, Pod], http: LocalPods, reset: None
+) -> None:
+    """prep, each step (shadow with the disagreement tolerances, weights, sticky header), promote and
+    rollback, through the driver's ConfigMap body: the server applies each one, no error."""
+    spec = parse_spec(
+        traffic_spec(
+            analysis={"minRequests": 10, "disagreement": {"relTolerance": 1e-3, "absTolerance": 1e-5}}
+        )
+    )
+    p = pods["good"]
+    assert p.traffic is not None
+    mount = TrafficMount(configmap="linear-traffic", key=p.traffic.name)
+    plans = [split_plan(spec, "linear", 3, 1, 2, None)]
+    plans += [split_plan(spec, "linear", 3, 1, 2, i) for i in range(len(spec.strategy.traffic.steps))]
+    plans += [only_plan("linear", 3, 2, "promote"), only_plan("linear", 3, 1, "rollback")]
+    assert any("shadow" in plan.entry for plan in plans)
+    errors = status(p.proc.url)["errors_total"]
+    for plan in plans:
+        found = {"data": {mount.key: p.traffic.read_text()}}
+        body = traffic_configmap("ml", mount, found, "linear", plan.generation, plan.entry)
+        applied = apply(p.proc.url, p.traffic, json.loads(body["data"][mount.key]))
+        assert applied["config"]["models"]["linear"]["versions"] == sorted(plan.entry["versions"])
+        if "shadow" in plan.entry:
+            assert applied["config"]["models"]["linear"]["shadow"]["rtol"] == 1e-3
+    assert status(p.proc.url)["errors_total"] == errors
+    t = pod_traffic(http, pod("good"), "linear")
+    assert t.generation == "linear-3-rollback"
+    wait_until(lambda: pod_traffic(http, pod("good"), "linear").available == (1,))
