@@ -56,6 +56,7 @@ def describe(obj: dict[str, Any]) -> str:
     model = spec.get("model") or {}
     analysis = st.get("analysis") or {}
     last = analysis.get("last") or {}
+    strategy = (spec.get("strategy") or {}).get("type", "canary")
     lines = [
         f"ModelRollout {meta['namespace']}/{meta['name']} (generation {meta.get('generation')}, "
         f"observed {st.get('observedGeneration', '-')})",
@@ -63,11 +64,8 @@ def describe(obj: dict[str, Any]) -> str:
         + (f" ({st['pauseReason']})" if st.get("pauseReason") else "")
         + (f" ({st['rollbackReason']})" if st.get("rollbackReason") else ""),
         f"  Target:    Deployment {(spec.get('targetRef') or {}).get('name')}, "
-        f"version {model.get('version')} "
-        f"({(spec.get('strategy') or {}).get('type', 'canary')})",
-        f"  Stable:    {st.get('stableVersion') or '-'}    Canary: {st.get('canaryVersion') or '-'}",
-        f"  Step:      {st.get('progress', '-')}    Weight: {st.get('canaryWeight', 0)}% "
-        f"({st.get('canaryReplicas', 0)} canary pod(s) wanted)",
+        f"version {model.get('version')} ({strategy})",
+        *(_traffic_lines(st) if strategy == "traffic" else _canary_lines(st)),
         f"  Analysis:  {analysis.get('summary', '-')}",
     ]
     if last:
@@ -77,6 +75,39 @@ def describe(obj: dict[str, Any]) -> str:
     for cond in st.get("conditions") or []:
         lines.append(f"  {cond['type']}={cond['status']} ({cond.get('reason', '')})")
     return "\n".join(lines)
+
+
+def _canary_lines(st: dict[str, Any]) -> list[str]:
+    return [
+        f"  Stable:    {st.get('stableVersion') or '-'}    Canary: {st.get('canaryVersion') or '-'}",
+        f"  Step:      {st.get('progress', '-')}    Weight: {st.get('canaryWeight', 0)}% "
+        f"({st.get('canaryReplicas', 0)} canary pod(s) wanted)",
+    ]
+
+
+def _traffic_lines(st: dict[str, Any]) -> list[str]:
+    """The traffic strategy has no canary pods: the weight is a share of requests in every pod,
+    the one every serving pod confirmed by reporting the traffic file's generation."""
+    candidate = st.get("canaryVersion") or "-"
+    generation = st.get("trafficGeneration") or ""
+    applied = (
+        f"generation {generation} applied by every serving pod"
+        if generation
+        else "no generation applied by every serving pod yet"
+    )
+    if not st.get("trafficPrepared") and st.get("canaryVersion"):
+        applied += f"; preparing: waiting for every pod to load version {candidate}"
+    weight = (
+        f"{st.get('canaryWeight', 0)}% of requests on the candidate, confirmed by every pod "
+        f"(step wants {st.get('desiredWeight', 0)}%)"
+        if st.get("canaryVersion")
+        else "- (no candidate)"
+    )
+    return [
+        f"  Stable:    {st.get('stableVersion') or '-'}    Candidate: {candidate}",
+        f"  Step:      {st.get('progress', '-')}    Weight: {weight}",
+        f"  Traffic:   {applied}",
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

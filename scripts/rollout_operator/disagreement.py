@@ -50,51 +50,63 @@ def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
     return abs(a - b) <= atol + rtol * abs(b)
 
 
-def compare_predictions(canary: Any, stable: Any, atol: float, rtol: float) -> tuple[int, int, str]:
-    """Rows of ``canary`` (``predictions`` list) that differ from ``stable``: (differing, total, example)."""
+def compare_predictions(
+    canary: Any, stable: Any, atol: float, rtol: float, names: tuple[str, str] = ("canary", "stable")
+) -> tuple[int, int, str]:
+    """Rows of ``canary`` (``predictions`` list) that differ from ``stable``: (differing, total, example).
+
+    ``names`` are what the example calls the two sides (the traffic strategy: two versions)."""
+    cname, sname = names
     if not isinstance(canary, list) or not isinstance(stable, list):
         return 1, 1, "predictions are not lists"
     total = max(len(canary), len(stable))
     if len(canary) != len(stable):
-        return total, total, f"canary returned {len(canary)} rows, stable {len(stable)}"
+        return total, total, f"{cname} returned {len(canary)} rows, {sname} {len(stable)}"
     differing, example = 0, ""
     for i, (c, s) in enumerate(zip(canary, stable, strict=True)):
         fc, fs = _flatten(c), _flatten(s)
         if len(fc) != len(fs) or not all(_close(x, y, atol, rtol) for x, y in zip(fc, fs, strict=True)):
             differing += 1
             if not example:
-                example = f"row {i}: canary {short(c)} vs stable {short(s)}"
+                example = f"row {i}: {cname} {short(c)} vs {sname} {short(s)}"
     return differing, total, example
 
 
 def judge_disagreement(
-    check: DisagreementCheck, canary: tuple[int, Any], stable: tuple[int, Any]
+    check: DisagreementCheck,
+    canary: tuple[int, Any],
+    stable: tuple[int, Any],
+    names: tuple[str, str] = ("canary", "stable"),
 ) -> DisagreementOutcome:
-    """Judge the HTTP (status, JSON body) of the same predict request to a canary and a stable pod."""
+    """Judge the HTTP (status, JSON body) of the same predict request to a canary and a stable pod
+    (or, with the traffic strategy, to two versions on one pod: ``names`` says which)."""
+    cname, sname = names
     c_status, c_body = canary
     s_status, s_body = stable
     if c_status != 200:
         return DisagreementOutcome(
-            Verdict.FAILED, None, f"canary answered HTTP {c_status}: {_error_text(c_body)}"
+            Verdict.FAILED, None, f"{cname} answered HTTP {c_status}: {_error_text(c_body)}"
         )
     if s_status != 200:
         return DisagreementOutcome(
             Verdict.ERROR,
             None,
-            f"stable answered HTTP {s_status}: {_error_text(s_body)} (fix analysis.disagreement.inputs)",
+            f"{sname} answered HTTP {s_status}: {_error_text(s_body)} (fix analysis.disagreement.inputs)",
         )
     c_pred = c_body.get("predictions") if isinstance(c_body, dict) else None
     s_pred = s_body.get("predictions") if isinstance(s_body, dict) else None
-    differing, total, example = compare_predictions(c_pred, s_pred, check.abs_tolerance, check.rel_tolerance)
+    differing, total, example = compare_predictions(
+        c_pred, s_pred, check.abs_tolerance, check.rel_tolerance, names
+    )
     ratio = differing / total if total else 1.0
     if ratio > check.max_ratio:
         return DisagreementOutcome(
             Verdict.FAILED,
             ratio,
-            f"{differing}/{total} predictions differ from stable (max ratio {check.max_ratio:g}); {example}",
+            f"{differing}/{total} predictions differ from {sname} (max ratio {check.max_ratio:g}); {example}",
         )
     return DisagreementOutcome(
-        Verdict.SUCCESSFUL, ratio, f"{differing}/{total} predictions differ from stable"
+        Verdict.SUCCESSFUL, ratio, f"{differing}/{total} predictions differ from {sname}"
     )
 
 

@@ -56,12 +56,14 @@ def versions_disagreement(
         s = predict(http, pod, model, stable, check.inputs)
     except ProbeError as exc:
         return DisagreementOutcome(Verdict.ERROR, None, str(exc))
-    return judge_disagreement(check, c, s)
+    return judge_disagreement(check, c, s, (f"version {candidate}", f"version {stable}"))
 
 
 def verify_versions(
     http: PodHttp, pod: PodView, model: str, candidate: int, stable: int, check: DisagreementCheck
 ) -> Verification:
+    """``pod`` answers the check's inputs on ``candidate`` like on ``stable``: passed; differently or
+    with an error of the candidate: failed; stable or the pod not answering: error."""
     outcome = versions_disagreement(http, check, model, candidate, stable, pod)
     if outcome.phase == Verdict.SUCCESSFUL:
         return Verification(VerificationOutcome.PASSED, f"version {candidate}: {outcome.message}")
@@ -117,7 +119,12 @@ def measure_versions(
     if not snaps:
         result = evaluate(spec, None, None, None, notes)
         return dataclasses.replace(result, baseline=baseline)
-    window = version_delta(snaps, baseline["versionPods"], str(candidate), str(stable))
+    old = baseline["versionPods"]
+    window = version_delta(snaps, old, str(candidate), str(stable))
+    # a serving pod that could not be scraped keeps its old snapshot: dropped from the baseline,
+    # its next window would count everything it ever served (as a pod new since the baseline)
+    missed = {key: old[key] for key in (p.uid or p.name for p in pods) if key not in snaps and key in old}
+    new_baseline = {"versionPods": {**missed, **snaps}}
     outcome = None
     if spec.disagreement is not None:
         if window.shadow_compared > 0:

@@ -10,6 +10,7 @@ import pytest
 from rollout_operator.cli import build_parser, command_patch, describe
 from rollout_operator.names import ANN_PROMOTE, ANN_PROMOTE_FULL, ANN_RETRY
 from tests.scripts.rollout_operator.sim import World, result, spec_dict
+from tests.scripts.rollout_operator.traffic_sim import TrafficWorld, traffic_spec
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -49,6 +50,42 @@ def test_describe_tells_the_story() -> None:
     assert "Paused=True (ManualPause)" in text
     fresh = describe({"metadata": {"name": "x", "namespace": "ml"}, "spec": {}})
     assert "not seen by the operator yet" in fresh
+
+
+def _describe_traffic(w: TrafficWorld) -> str:
+    return describe(
+        {
+            "metadata": {"name": "linear", "namespace": "ml", "generation": 1},
+            "spec": w.spec,
+            "status": w.status,
+        }
+    )
+
+
+def test_describe_a_traffic_rollout() -> None:
+    """No canary pods: the weight is a share of requests every pod confirmed, with its generation."""
+    w = TrafficWorld(traffic_spec(), measure=lambda world: result("Successful"))
+    w.tick()
+    preparing = _describe_traffic(w)
+    assert "version 2 (traffic)" in preparing
+    assert "Stable:    1    Candidate: 2" in preparing
+    assert "preparing: waiting for every pod to load version 2" in preparing
+    assert "no generation applied by every serving pod yet" in preparing
+    while w.status.get("currentStep") != 2:
+        w.tick()
+    text = _describe_traffic(w)
+    assert "Step:      2/4" in text
+    assert "Weight: 5% of requests on the candidate, confirmed by every pod (step wants 5%)" in text
+    assert "Traffic:   generation linear-1-1 applied by every serving pod" in text
+    assert "preparing" not in text
+    for word in ("canary pod", "replica", "Canary:"):
+        assert word not in text
+    w.run_until(("Succeeded",))
+    done = _describe_traffic(w)
+    assert "Stable:    2    Candidate: -" in done
+    assert "Weight: - (no candidate)" in done
+    assert "generation linear-1-promote applied" in done
+    assert "Completed=True (Succeeded)" in done
 
 
 def test_parser_and_wrapper_help() -> None:
