@@ -18,10 +18,13 @@ def main() -> int:
         settings = parse_settings()
         settings.models()
         settings.auth_token_value()
-        if settings.traffic_config_file is not None:
+        traffic_file = settings.traffic_config_file
+        if traffic_file is not None and not (
+            settings.traffic_config_file_optional and not traffic_file.exists()
+        ):
             from service.traffic import parse
 
-            parse(settings.traffic_config_file.read_bytes(), str(settings.traffic_config_file))
+            parse(traffic_file.read_bytes(), str(traffic_file))
         from service.grpc.server import parse_channel_arguments
 
         parse_channel_arguments(settings.grpc_channel_arguments)

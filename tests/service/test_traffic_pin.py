@@ -299,3 +299,39 @@ def test_a_pinned_object_store_version_loads_from_the_last_listing(
         assert (tmp_path / "cache").is_dir()
     finally:
         assert server.terminate() == 0, server.logs()
+
+
+def test_an_optional_traffic_file_may_appear_after_start_up(base: Path, tmp_path: Path) -> None:
+    """As an operator-created ConfigMap mounted optional: the server starts without the file (the
+    policy decides), then applies it, pin included, once it appears."""
+    config = tmp_path / "models.config"
+    config.write_text(model_config(base, {}, policy="latest { num_versions: 1 }"))
+    traffic = tmp_path / "traffic" / "traffic.json"
+    traffic.parent.mkdir()
+    server = ServerProcess(
+        [
+            f"--model_config_file={config}",
+            f"--traffic_config_file={traffic}",
+            "--traffic_config_file_optional",
+            "--traffic_config_file_poll_wait_seconds=0.1",
+            "--file_system_poll_wait_seconds=0.2",
+        ],
+        log=tmp_path / "server.log",
+    )
+    try:
+        server.wait_ready(120)
+        assert _states(server.url) == {2: "AVAILABLE"}
+        assert status(server.url)["generation"] == ""
+        write_traffic(traffic, {"generation": "operator-1", "models": {"linear": {"versions": [1]}}})
+        wait_until(lambda: status(server.url)["generation"] == "operator-1", 10)
+        _wait_states(server.url, {1: "AVAILABLE", 2: "END"})
+        assert status(server.url)["errors_total"] == 0
+    finally:
+        assert server.terminate() == 0, server.logs()
+    without = ServerProcess(
+        [f"--model_config_file={config}", f"--traffic_config_file={tmp_path / 'none.json'}"],
+        log=tmp_path / "refused.log",
+    )
+    without.proc.wait(60)
+    assert without.terminate() == 2  # not optional: a missing file is a configuration error
+    assert "none.json" in without.logs()
