@@ -104,6 +104,13 @@ def measure(
         if baseline is None or "pods" not in baseline:
             return Measurement(kind="baseline", baseline=new_baseline)
         old = baseline["pods"]
+        # a serving pod that could not be scraped keeps its old snapshot: dropped from the
+        # baseline, its next window would count everything it ever served (as a new pod)
+        scraped = new_baseline["pods"]
+        missed = {
+            k: old[k] for k in (p.uid or p.name for p in (*canary, *stable)) if k not in scraped and k in old
+        }
+        new_baseline = {"pods": {**missed, **scraped}}
         canary_stats = delta(canary_snaps, old) if canary_snaps else None
         stable_stats = delta(stable_snaps, old) if stable_snaps else None
     outcome = None

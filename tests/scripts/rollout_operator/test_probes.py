@@ -153,6 +153,28 @@ def test_measurement_windows(servers: dict[str, ServerProcess], pods_http: Local
     assert m3.phase == "Inconclusive"
 
 
+def test_a_pod_missed_by_one_scrape_keeps_its_baseline(
+    servers: dict[str, ServerProcess], pods_http: LocalPods
+) -> None:
+    """ "flaky" is the canary server, unreachable for one window: its next window counts the
+    window's requests, not everything it served since it started."""
+    spec = parse_spec(spec_dict(analysis={"interval": "30s", "minRequests": 1})).analysis
+    assert spec is not None
+    http = LocalPods(dict(pods_http.ports, flaky=pods_http.ports["good"]))
+    canary, stable = [pod("flaky", True)], [pod("stable")]
+    send(servers["good"], 9, [[1.0, 2.0, 3.0]])  # history before the rollout's baseline
+    first = measure(http, spec, "ns", "linear", 2, canary, stable, None)
+    http.ports["flaky"] = free_port()
+    missed = measure(http, spec, "ns", "linear", 2, canary, stable, first.baseline)
+    assert missed.phase == "Error"
+    assert "flaky" in missed.message
+    http.ports["flaky"] = pods_http.ports["good"]
+    send(servers["good"], 3, [[1.0, 2.0, 3.0]])
+    back = measure(http, spec, "ns", "linear", 2, canary, stable, missed.baseline)
+    values = {x["name"]: x for x in back.metrics}
+    assert values["requests"]["value"] == 3  # the window's 3, not 9 + 3
+
+
 def test_measurement_with_unreachable_canary_is_an_error(pods_http: LocalPods) -> None:
     spec = parse_spec(spec_dict()).analysis
     assert spec is not None
