@@ -69,7 +69,7 @@ def _prepare(c: Canary) -> bool:
     st.desired_weight = 0
     done, summary = confirm(ctx, plan, available=(t.stable, t.candidate))
     check = ctx.spec.analysis.disagreement if ctx.spec.analysis is not None else None
-    if done and check is not None:
+    if done and check is not None and check.inputs is not None:  # without inputs: shadow only
         serving = [p.name for p in ctx.obs.pods if p.serving]
         unverified = [
             n

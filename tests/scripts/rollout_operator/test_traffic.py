@@ -120,6 +120,15 @@ def test_shadow_takes_the_disagreement_tolerances() -> None:
     assert w.written[1][1]["shadow"] == {"version": 2, "percent": 100.0, "rtol": 0.01, "atol": 0.5}
 
 
+def test_disagreement_without_inputs_prepares_without_verification_and_shadows() -> None:
+    """No inputs to send: every pod only has to load the candidate; the shadow compares live traffic."""
+    spec = traffic_spec(analysis={"count": 0, "disagreement": {"relTolerance": 0.01, "absTolerance": 0.5}})
+    w = TrafficWorld(spec, verify=lambda pod: Verification("failed", "must not be asked"))
+    w.run_until(("Succeeded",))
+    assert w.generations()[:2] == ["linear-1-prep", "linear-1-0"]
+    assert w.written[1][1]["shadow"] == {"version": 2, "percent": 100.0, "rtol": 0.01, "atol": 0.5}
+
+
 def test_abort_rolls_back() -> None:
     w = TrafficWorld(traffic_spec())
     for _ in range(4):
