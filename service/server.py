@@ -23,7 +23,7 @@ import uvicorn
 from service import model_config
 from service.auth import TokenAuth
 from service.batching import BatchingParameters
-from service.dataplane import DataPlane, run_candidate
+from service.dataplane import DataPlane
 from service.errors import ServingError
 from service.grpc.server import GrpcServer
 from service.memory import MemoryBudget, default_budget
@@ -32,6 +32,7 @@ from service.repository import ModelRepository
 from service.rest.app import create_app
 from service.settings import Settings, available_cpus
 from service.traffic import ShadowWorker, Traffic, TrafficFile
+from service.validation import run_candidate
 
 log = logging.getLogger("service")
 
