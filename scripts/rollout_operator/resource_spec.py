@@ -294,6 +294,13 @@ class RolloutSpecDoc(
         disagreement = self.analysis.disagreement if self.analysis is not None else None
         if not traffic and disagreement is not None and disagreement.inputs is None:
             raise FieldProblem("analysis.disagreement.inputs", NEEDS_INPUTS)
+        shadows = any(st.shadow is not None and st.shadow.percent > 0 for st in self.strategy.traffic.steps)
+        if traffic and disagreement is not None and disagreement.inputs is None and not shadows:
+            raise FieldProblem(
+                "analysis.disagreement",
+                "without inputs the disagreement is measured by shadowing live traffic: add a shadow "
+                "step (e.g. {shadow: {percent: 100, duration: 5m}}) or give inputs",
+            )
         if traffic and self.analysis is not None and self.analysis.prometheus is not None:
             raise FieldProblem(
                 "analysis.prometheus",

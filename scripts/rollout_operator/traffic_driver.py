@@ -20,7 +20,7 @@ from rollout_operator.probe_plan import ProbePlan
 from rollout_operator.probes import served_version
 from rollout_operator.spec import RolloutSpec
 from rollout_operator.status import Status
-from rollout_operator.traffic_config import merge_file
+from rollout_operator.traffic_config import merge_file, shadow_at
 from rollout_operator.traffic_probes import measure_versions, pod_traffic, verify_versions
 from rollout_operator.traffic_target import TrafficMount
 
@@ -81,8 +81,9 @@ def probe_traffic(
                 verifications[pod.name] = verify_versions(http, pod, model, candidate, stable, check)
     measurement = None
     if plan.measure and spec.analysis is not None and stable:
+        shadowing = status.traffic_prepared and shadow_at(spec.strategy.steps, status.current_step) > 0
         measurement = measure_versions(
-            http, spec.analysis, model, candidate, stable, serving, status.analysis.baseline
+            http, spec.analysis, model, candidate, stable, serving, status.analysis.baseline, shadowing
         )
     served = ""
     if plan.stable_version:

@@ -108,8 +108,12 @@ def measure_versions(
     stable: int,
     pods: Sequence[PodView],
     baseline: dict[str, Any] | None,
+    shadowing: bool = True,
 ) -> Measurement:
-    """One window of ``candidate`` against ``stable`` over all serving ``pods`` (first call: baseline)."""
+    """One window of ``candidate`` against ``stable`` over all serving ``pods`` (first call: baseline).
+
+    ``shadowing``: the current step shadows the candidate; without it (and without inputs to
+    send) the disagreement check has nothing to measure and is left out of the window."""
     codes = spec.error_ratio.non_error_codes if spec.error_ratio else DEFAULT_NON_ERROR_CODES
     notes: list[str] = []
     snaps = scrape_versions(http, pods, model, codes, notes)
@@ -131,9 +135,11 @@ def measure_versions(
             outcome = shadow_outcome(window, spec.disagreement)
         elif pods and spec.disagreement.inputs is not None:
             outcome = versions_disagreement(http, spec.disagreement, model, candidate, stable, pods[0])
-        else:
+        elif shadowing:
             outcome = DisagreementOutcome(
                 Verdict.INCONCLUSIVE, None, "no shadow results in this window (and no inputs to send)"
             )
+        else:
+            notes.append("disagreement not measured: no shadow at this step and no inputs")
     result = judge_window(spec, window, outcome, notes)
     return dataclasses.replace(result, baseline=new_baseline)

@@ -261,8 +261,14 @@ def test_erroring_version_is_rolled_back_at_the_first_weight_step(
 def test_operator_killed_mid_traffic_rollout_resumes(live: Release, load: tuple[Client, Capacity]) -> None:
     client, capacity = load
     before = pods_state(live)
-    live.apply_spec(rollout(2, [{"setWeight": 25}, {"pause": {"duration": "45s"}}, {"setWeight": 50}]))
-    st = live.wait("the 45 s pause", lambda s: s.get("currentStep") == 1, 400)
+    steps = [
+        {"shadow": {"percent": 50, "duration": "5s"}},
+        {"setWeight": 25},
+        {"pause": {"duration": "45s"}},
+        {"setWeight": 50},
+    ]
+    live.apply_spec(rollout(2, steps))
+    st = live.wait("the 45 s pause", lambda s: s.get("currentStep") == 2, 400)
     pause_started = from_rfc3339(st["stepStartedAt"]) or 0.0
     (pod,) = live.env.kube.list_pods(live.ns, "app.kubernetes.io/component=rollout-operator")
     killed_at = time.time()

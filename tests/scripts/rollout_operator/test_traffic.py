@@ -129,6 +129,14 @@ def test_disagreement_without_inputs_prepares_without_verification_and_shadows()
     assert w.written[1][1]["shadow"] == {"version": 2, "percent": 100.0, "rtol": 0.01, "atol": 0.5}
 
 
+def test_disagreement_without_inputs_needs_a_shadow_step() -> None:
+    steps = {"type": "traffic", "traffic": {"steps": [{"setWeight": 10}, {"shadow": {"percent": 0}}]}}
+    with pytest.raises(SpecError, match="add a shadow step"):
+        parse_spec(traffic_spec(strategy=steps, analysis={"disagreement": {"maxRatio": 0}}))
+    with_inputs = {"disagreement": {"inputs": [[1, 2, 3]]}}
+    assert parse_spec(traffic_spec(strategy=steps, analysis=with_inputs)).analysis is not None
+
+
 def test_abort_rolls_back() -> None:
     w = TrafficWorld(traffic_spec())
     for _ in range(4):

@@ -223,6 +223,25 @@ def test_window_of_a_good_candidate_succeeds(pods: dict[str, Pod], http: LocalPo
     assert 0 < got["latencyP99"] < 5
 
 
+def test_disagreement_is_left_out_of_a_window_with_no_shadow_and_no_inputs(
+    pods: dict[str, Pod], http: LocalPods, reset: None
+) -> None:
+    """A weight step after the shadow was switched off: nothing can measure disagreement, so the
+    window is judged on the rest (inconclusive would pause every such rollout for a human)."""
+    spec = analysis(minRequests=5, disagreement={"maxRatio": 0})
+    serving = [pod("good")]
+    first = measure_versions(http, spec, "linear", 2, 1, serving, None, shadowing=False)
+    assert predict(pods["good"], 6, version=2) == [200] * 6
+    m = measure_versions(http, spec, "linear", 2, 1, serving, first.baseline, shadowing=False)
+    assert m.phase == "Successful", m.message
+    assert "disagreement" not in values(m)
+    assert "disagreement not measured" in m.message
+    assert predict(pods["good"], 6, version=2) == [200] * 6
+    shadowed = measure_versions(http, spec, "linear", 2, 1, serving, m.baseline, shadowing=True)
+    assert shadowed.phase == "Inconclusive", shadowed.message  # a shadow step without results
+    assert "no shadow results" in shadowed.message
+
+
 def shadow(p: Pod, percent: float = 100) -> None:
     """Shadow ``percent`` % of the name-only requests (all answered by 1) on version 2."""
     p.write(
