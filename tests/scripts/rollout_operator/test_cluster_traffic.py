@@ -231,7 +231,12 @@ def test_wrong_version_is_rolled_back_during_shadow_and_answers_no_client(
     assert_safe(client, capacity)
     rollback = event_times(live, "RollbackStarted")[0]
     done = event_times(live, "RolledBack")[0]
-    report(f"wrong version: rolled back during shadow; rollback took {done - rollback:.0f}s")
+    shadowing = max(t for t in event_times(live, "TrafficApplied") if t <= rollback)
+    report(
+        f"wrong version: caught {rollback - shadowing:.0f}s after every pod applied the shadow step, "
+        f"rolled back (every pod on [1] only) {done - rollback:.0f}s later; "
+        f"client answers by version {dict(client.versions)}"
+    )
 
 
 def test_erroring_version_is_rolled_back_at_the_first_weight_step(
