@@ -49,16 +49,21 @@ def _abort(c: Canary) -> bool:
     return False
 
 
-def _failed_verification(c: Canary) -> bool:
+def roll_back_failed_verification(c: Canary, subject: Callable[[str], str]) -> bool:
+    """A pod that failed verification rolls back; ``subject`` names what failed, for the message."""
     for pod, verification in sorted(c.ctx.obs.verifications.items()):
         if verification.outcome == VerificationOutcome.FAILED:
             begin_rollback(
                 c.ctx,
                 FailureReason.VERIFICATION_FAILED,
-                f"canary pod {pod} failed verification: {verification.message}",
+                f"{subject(pod)} failed verification: {verification.message}",
             )
             return True
     return False
+
+
+def _failed_verification(c: Canary) -> bool:
+    return roll_back_failed_verification(c, lambda pod: f"canary pod {pod}")
 
 
 def _measurement(c: Canary) -> bool:

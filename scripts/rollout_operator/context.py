@@ -71,6 +71,20 @@ class Context:
         st.phase, st.message, st.rollback_reason = Phase.INVALID, message, reason
         self.wake(RESYNC_SECONDS)
 
+    def rolled_back(self, stable: str) -> None:
+        """A rollback is done (any strategy): Failed or Aborted, and ``stable`` serves all traffic."""
+        st = self.st
+        why = st.message
+        st.phase = Phase.ABORTED if st.rollback_reason == FailureReason.ABORTED else Phase.FAILED
+        st.finished_at, st.promotion_started_at = self.now, None
+        st.desired_weight = st.canary_weight = st.canary_replicas = 0
+        st.message = f"{st.rollback_reason}: {why}; rolled back, {stable} serves all traffic"
+        self.event(
+            EventType.WARNING,
+            EventReason.ROLLED_BACK,
+            f"version {st.canary_version} rolled back ({st.rollback_reason}); {stable} serves all traffic",
+        )
+
     def stable_label(self) -> str:
         return self.st.stable_version or "the chart's model"
 

@@ -46,14 +46,4 @@ def rolling_back(ctx: Context) -> None:
     if not done:
         ctx.wake(RETRY_SECONDS)
         return
-    why = st.message
-    st.phase = Phase.ABORTED if st.rollback_reason == FailureReason.ABORTED else Phase.FAILED
-    st.finished_at, st.promotion_started_at = ctx.now, None
-    st.desired_weight = st.canary_weight = st.canary_replicas = 0
-    st.message = f"{st.rollback_reason}: {why}; rolled back, {ctx.stable_label()} serves all traffic"
-    ctx.event(
-        EventType.WARNING,
-        EventReason.ROLLED_BACK,
-        f"version {st.canary_version} rolled back ({st.rollback_reason}); "
-        f"{ctx.stable_label()} serves all traffic",
-    )
+    ctx.rolled_back(ctx.stable_label())

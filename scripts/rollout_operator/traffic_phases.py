@@ -102,14 +102,4 @@ def traffic_rolling_back(ctx: Context) -> None:
     if not done:  # the message keeps the reason of the rollback until it is done
         ctx.wake(RETRY_SECONDS)
         return
-    why = st.message
-    st.phase = Phase.ABORTED if st.rollback_reason == FailureReason.ABORTED else Phase.FAILED
-    st.finished_at, st.promotion_started_at = ctx.now, None
-    st.desired_weight = st.canary_weight = st.canary_replicas = 0
-    st.message = f"{st.rollback_reason}: {why}; rolled back, version {stable} serves all traffic"
-    ctx.event(
-        EventType.WARNING,
-        EventReason.ROLLED_BACK,
-        f"version {st.canary_version} rolled back ({st.rollback_reason}); "
-        f"version {stable} serves all traffic",
-    )
+    ctx.rolled_back(f"version {stable}")

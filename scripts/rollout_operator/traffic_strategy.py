@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rollout_operator.actions import WAIT_SECONDS, ApplyTrafficConfig
-from rollout_operator.canary import _abort, _full_promotion, _measurement, _resume, _settle
+from rollout_operator.canary import (
+    _abort,
+    _full_promotion,
+    _measurement,
+    _resume,
+    _settle,
+    roll_back_failed_verification,
+)
 from rollout_operator.canary_steps import Canary, Done, Expired
 from rollout_operator.context import Context
 from rollout_operator.durations import format_duration
@@ -48,15 +55,7 @@ def _stable_known(c: Canary) -> bool:
 
 
 def _failed_verification(c: Canary) -> bool:
-    for pod, verification in sorted(c.ctx.obs.verifications.items()):
-        if verification.outcome == VerificationOutcome.FAILED:
-            begin_rollback(
-                c.ctx,
-                FailureReason.VERIFICATION_FAILED,
-                f"pod {pod}: version {c.ctx.st.canary_version} failed verification: {verification.message}",
-            )
-            return True
-    return False
+    return roll_back_failed_verification(c, lambda pod: f"pod {pod}: version {c.ctx.st.canary_version}")
 
 
 def _prepare(c: Canary) -> bool:
