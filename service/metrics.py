@@ -31,7 +31,7 @@ Names (the Helm chart's dashboard and the rollout operator read these):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,6 +48,7 @@ from prometheus_client.registry import Collector
 from service.errors import Code
 from service.memory import MemoryBudget
 from service.repository import State
+from service.request_stats import RequestStats
 
 if TYPE_CHECKING:
     from service.repository import ModelRepository
@@ -81,19 +82,8 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the scrape for no use here
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "modelship_requests",
-            "Requests by model, version, API, code and transport",
-            ["model", "version", "api", "code", "transport"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "modelship_request_duration_seconds",
-            "Request latency in seconds",
-            ["model", "version", "api", "transport"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.requests = RequestStats(_LATENCY_BUCKETS, _TF_BUCKETS)  # the hot path's metrics
+        self.registry.register(self.requests)
         self.state = Gauge(
             "modelship_model_version_state",
             "1 for the state a model version is in (TF Serving states)",
@@ -146,32 +136,10 @@ class Metrics:
             registry=self.registry,
         )
         self._shadow_worst: dict[tuple[str, str], float] = {}
-        self._tf_counts: dict[tuple[str, str], float] = {}
-        self._children: dict[tuple[str, str, str, Code, str], tuple[Any, Any, Any, tuple[str, str]]] = {}
-        self.registry.register(_TFRequestCount(self._tf_counts))
-        self.tf_latency = Histogram(
-            ":tensorflow:serving:request_latency",
-            "TF Serving-compatible request latency in microseconds",
-            ["model_name", "API", "entrypoint"],
-            buckets=_TF_BUCKETS,
-            registry=self.registry,
-        )
 
     def observe(self, model: str, version: str, api: str, code: Code, transport: str, seconds: float) -> None:
-        key = (model, version, api, code, transport)
-        children = self._children.get(key)
-        if children is None:  # label lookups cost more than the updates: do them once per key
-            children = self._children[key] = (
-                self.requests.labels(model, version, api, code.name, transport),
-                self.latency.labels(model, version, api, transport),
-                self.tf_latency.labels(model, api, transport.upper()),
-                (model, code.name),
-            )
-        count, latency, tf_latency, tf_key = children
-        count.inc()
-        latency.observe(seconds)
-        tf_latency.observe(seconds * 1e6)
-        self._tf_counts[tf_key] = self._tf_counts.get(tf_key, 0.0) + 1.0
+        """One answered request: its counter and both latency histograms (see ``request_stats``)."""
+        self.requests.observe(model, version, api, code, transport, seconds)
 
     def watch_memory(self, budget: MemoryBudget) -> None:
         """Export ``budget``'s limit and use; count its refusals."""
@@ -209,21 +177,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _TFRequestCount(Collector):
-    """``:tensorflow:serving:request_count`` under TF Serving's exact name (no ``_total`` suffix)."""
-
-    def __init__(self, counts: dict[tuple[str, str], float]) -> None:
-        self._counts = counts
-
-    def collect(self) -> Iterable[Metric]:
-        metric = Metric(":tensorflow:serving:request_count", "TF Serving-compatible request count", "counter")
-        for (model, status), value in list(self._counts.items()):
-            metric.add_sample(
-                ":tensorflow:serving:request_count", {"model_name": model, "status": status}, value
-            )
-        yield metric
 
 
 class _SourceCollector(Collector):
