@@ -2,8 +2,9 @@
 
 Requests for the same version, signature and inner shapes queue up; a batch closes when it holds
 ``max_batch_size`` rows or, with ``batch_timeout_micros`` > 0, when its oldest request has waited
-that long (with 0 it takes whatever is queued the moment a batch slot frees up: no added latency at
-low load). At most ``num_batch_threads`` batches run at once. Past ``max_enqueued_batches`` full
+that long (with 0 it takes whatever is queued the moment a batch slot frees up, plus what the next
+few loop iterations keep bringing: grpc.aio delivers concurrent RPCs an iteration apart; no added
+latency at low load). At most ``num_batch_threads`` batches run at once. Past ``max_enqueued_batches`` full
 batches of queued rows, requests are refused at once with UNAVAILABLE, never queued without bound.
 If a merged batch fails, its requests are retried one by one so a bad request fails only itself.
 
@@ -28,6 +29,7 @@ from service.errors import InvalidArgument, ServingError, Unavailable
 
 __all__ = ["Batcher", "BatchingParameters"]
 
+GROW_ITERATIONS = 64  # loop iterations a zero-timeout batch may wait while requests keep arriving
 Execute = Callable[[dict[str, np.ndarray]], Awaitable[dict[str, np.ndarray]]]
 
 
@@ -153,6 +155,7 @@ class Batcher:
     async def _wait_for_batch(self) -> None:
         timeout = self.params.batch_timeout_micros / 1e6
         if timeout <= 0:
+            await self._grow()
             return
         loop = asyncio.get_running_loop()
         while self._queue and self._queued_rows < self.params.max_batch_size:
@@ -164,6 +167,24 @@ class Batcher:
                 await asyncio.wait_for(self._arrived.wait(), left)
             except TimeoutError:
                 return
+
+    async def _grow(self) -> None:
+        """With no timeout: take the loop iterations that keep bringing requests, then go.
+
+        A transport may hand concurrent requests to the loop over several iterations rather than
+        in one (grpc.aio delivers each RPC through its completion-queue poller), so a batch taken
+        at once would hold one request. This yields while every iteration adds rows, never past a
+        full batch or ``GROW_ITERATIONS``; at low load the first iteration adds nothing, so the
+        cost is one loop iteration.
+        """
+        seen = self._queued_rows
+        for _ in range(GROW_ITERATIONS):
+            if seen >= self.params.max_batch_size:
+                return
+            await asyncio.sleep(0)
+            if self._queued_rows <= seen:
+                return
+            seen = self._queued_rows
 
     def _take(self) -> list[_Task]:
         batch: list[_Task] = []

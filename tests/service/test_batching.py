@@ -215,3 +215,29 @@ def test_both_transports_share_batches_and_shutdown_loses_no_accepted_request(tm
         t.join()
     assert server.wait(60) == 0, server.logs()
     assert results == [200] * 24, results
+
+
+def test_requests_arriving_over_several_loop_iterations_share_a_batch() -> None:
+    """grpc.aio hands concurrent RPCs to the loop one iteration apart: they must still merge."""
+    sizes: list[int] = []
+
+    async def execute(merged: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": merged["x"] * 2}
+
+    async def staggered(batcher: Batcher, i: int) -> np.ndarray:
+        for _ in range(i):  # request i reaches the batcher i loop iterations after the first
+            await asyncio.sleep(0)
+        out = await batcher.submit({"x": np.full((1, 1), float(i))}, 1)
+        return out["y"]
+
+    async def scenario() -> tuple[list[np.ndarray], list[int]]:
+        batcher = Batcher(BatchingParameters(max_batch_size=64, num_batch_threads=1), execute, sizes.append)
+        burst = await asyncio.gather(*(staggered(batcher, i) for i in range(20)))
+        sizes_after_burst = list(sizes)
+        await staggered(batcher, 0)  # alone: answered after one idle iteration, in a batch of one
+        return list(burst), sizes_after_burst
+
+    results, burst_sizes = asyncio.run(scenario())
+    assert [float(r[0, 0]) for r in results] == [2.0 * i for i in range(20)]
+    assert burst_sizes == [20]
+    assert sizes == [20, 1]
