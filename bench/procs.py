@@ -81,7 +81,9 @@ def start(
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    """SIGTERM the process group we created, then SIGKILL it past ``timeout``."""
+    """SIGTERM the process group we created, then SIGKILL it past ``timeout``; then any descendant
+    that had moved to a session of its own (BentoML's workers do) and outlived its parent."""
+    descendants = tree(proc.pid)[1:] if proc.poll() is None else []
     try:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -95,6 +97,9 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         # Children left behind in the group (none expected) go too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        for pid in descendants:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     finally:
         _LIVE.pop(proc.pid, None)
 

@@ -32,6 +32,7 @@ class Point:
     duration_s: float = 0.0
     ok: int = 0
     failure: str = ""  # the point (or its target) could not be measured
+    skipped: str = ""  # why the target was not run (an optional peer not installed): not a failure
     x_seed: float | None = None
     x_ceiling: float | None = None
     round: int = 1  # which round (for one measurement); how many rounds (for an aggregate)
@@ -62,6 +63,7 @@ def aggregate(points: list[Point]) -> list[Point]:
         good = [p for p in group if not p.failure]
         first = group[0]
         agg = Point(first.target, first.name, first.transport, first.connections, round=len(group))
+        agg.skipped = first.skipped
         if not good:
             agg.failure = first.failure
             out.append(agg)
@@ -139,6 +141,9 @@ def _ratio(x: float | None) -> str:
 def rows(points: list[Point]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for p in points:
+        if p.skipped:
+            out.append((p.name, p.transport, str(p.connections), "skipped", *[""] * (len(HEADERS) - 4)))
+            continue
         if p.failure and not p.rps:
             out.append(
                 (p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *[""] * (len(HEADERS) - 7))
@@ -296,6 +301,9 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
     failures = [f"- {p.name} ({p.transport}) c={p.connections}: {p.failure}" for p in points if p.failure]
     if failures:
         body += "\nFailures:\n\n" + "\n".join(failures) + "\n"
+    skips = {p.name: p.skipped for p in points if p.skipped}
+    if skips:
+        body += "\nSkipped:\n\n" + "\n".join(f"- {name}: {why}" for name, why in skips.items()) + "\n"
     if items:
         body += "\nTargets of issue 3 in this run:\n\n" + checks_text(items, "- ") + "\n"
     path.write_text(body)

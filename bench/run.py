@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import procs, report, traffic
+from bench import peers, procs, report, traffic
 from bench.load import LoadResult, tfs
 from bench.load import ghz as ghz_load
 from bench.load import pygrpc as pygrpc_load
@@ -62,7 +62,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=",".join(t.key for t in DEFAULT_TARGETS),
         help="comma-separated targets to run, in the order given (default: all but the traffic ones): "
         + ", ".join(t.key for t in TARGETS)
-        + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too",
+        + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too; "
+        + "optional peer servers (bench/peers.py, skipped when not installed): "
+        + ", ".join(t.key for t in peers.TARGETS),
+    )
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="add every peer server not listed in --targets (installed by bench/tools/setup --peers)",
     )
     p.add_argument(
         "--connections", default="1,32,256", help="comma-separated concurrent connections, one point each"
@@ -134,10 +141,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.duration = 3 if args.quick else 10
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
-    unknown = [k for k in args.targets.split(",") if k not in BY_KEY]
+    known = {**BY_KEY, **peers.BY_TARGET}
+    keys = args.targets.split(",")
+    keys += [t.key for t in peers.TARGETS if args.peers and t.key not in keys]
+    unknown = [k for k in keys if k not in known]
     if unknown:
         p.error(f"unknown target(s): {', '.join(unknown)}")
-    args.target_list = [BY_KEY[k] for k in args.targets.split(",")]
+    args.target_list = [known[k] for k in keys]
     args.connection_list = [int(c) for c in args.connections.split(",")]
     if min(args.duration, args.rounds, args.rows, *args.connection_list) < 1 or args.warmup < 0:
         p.error("--duration, --rounds, --connections and --rows must be >= 1, --warmup >= 0")
@@ -238,7 +248,7 @@ def measure_target(
         return report.Point(target.key, target.name, target.transport, conns, failure=why, round=round_no)
 
     try:
-        running = launch(target, ctx)
+        running = (peers.launch if target.kind == peers.KIND else launch)(target, ctx)
     except (RuntimeError, TimeoutError) as exc:
         say(f"  {target.key}: could not start: {exc}")
         return [failed(c, f"could not start: {_gist(exc)}") for c in args.connection_list]
@@ -368,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         body = tfs.rest_body(args.rows)
 
         def run_wrk(r: Running, c: int, secs: int) -> LoadResult:
-            return wrk_load.run(wrk, r.url, body, c, secs, args.wrk_threads, args.timeout, load_cpus)
+            payload = r.body or body  # peers send their own protocol's body
+            return wrk_load.run(wrk, r.url, payload, c, secs, args.wrk_threads, args.timeout, load_cpus)
 
         rest_gen = f"{wrk_load.version(wrk)}, {args.wrk_threads} thread(s) (closed loop)" if wrk else "—"
         run_grpc, grpc_gen = (
@@ -377,7 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             else (run_wrk, "—")
         )
         meta = environment(args, pinning, rest_gen, grpc_gen)
-        total = args.rounds * len(args.target_list) * len(args.connection_list)
+        meta["peers"] = peers.describe(args.target_list)
+        skips = {t.key: why for t in args.target_list if (why := peers.missing(t))}
+        for key, why in skips.items():
+            say(f"skipped {key}: {why}")
+        total = args.rounds * (len(args.target_list) - len(skips)) * len(args.connection_list)
         per_point = args.duration + args.warmup
         say(f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir}; {pinning}")
         say(f"    REST load: {rest_gen}; gRPC load: {grpc_gen}")
@@ -393,6 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for round_no in range(1, args.rounds + 1):
                 for target in args.target_list:
+                    if target.key in skips:
+                        why = skips[target.key]
+                        measured += [
+                            report.Point(target.key, target.name, REST, c, skipped=why, round=round_no)
+                            for c in args.connection_list
+                        ]
+                        continue
                     load = run_wrk if target.transport == REST else run_grpc
                     say(f"==> {target.key}: starting" + (f" (round {round_no})" if args.rounds > 1 else ""))
                     measured += measure_target(target, ctx, load, args, progress, round_no)
@@ -422,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in points:
         if p.failure:
             print(f"! {p.name} ({p.transport}) c={p.connections}: {p.failure}")
+    for key, why in skips.items():
+        print(f"skipped {key}: {why}")
     if traffic_lines:
         print(f"\nTraffic split and shadow against {traffic.BASELINE} (same run):")
         print("\n".join(traffic_lines))

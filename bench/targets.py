@@ -29,7 +29,7 @@ class Target:
     key: str  # command-line id
     name: str  # label in the table
     transport: str  # REST or gRPC
-    kind: str  # seed | bare-asgi | bare-grpc | modelship
+    kind: str  # seed | bare-asgi | bare-grpc | modelship | peer (bench/peers.py)
     batching: bool = False
     traffic: str = ""  # "split" or "shadow": two versions and a traffic file (bench/traffic.py)
 
@@ -80,6 +80,7 @@ class Running:
     url: str = ""  # REST predict URL
     address: str = ""  # gRPC host:port
     metrics_url: str = ""  # Prometheus endpoint (Modelship only)
+    body: bytes = b""  # REST request body when it is not TF Serving's (peers in their own protocol)
 
     def batches(self) -> tuple[float, float] | None:
         """(requests, batches) the server's batch-size histogram has counted, when it has one."""
