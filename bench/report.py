@@ -46,9 +46,20 @@ class Point:
     def flagged(self) -> bool:
         return bool(self.failure) or self.error_count > 0
 
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU per successful request, in µs: its CPU seconds over the point / responses.
+
+        ``server_cpu`` is those CPU seconds over the measured time and ``rps`` the responses over
+        the same time, so their ratio is the same quotient (for an aggregate: of the medians).
+        """
+        return self.server_cpu / self.rps * 1e6 if self.rps > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d.update(error_count=self.error_count, flagged=self.flagged)
+        d.update(
+            error_count=self.error_count, flagged=self.flagged, cpu_us_per_request=self.cpu_us_per_request
+        )
         return d
 
 
@@ -125,6 +136,7 @@ HEADERS = (
     "errors",
     "peak RSS MiB",
     "server CPU",
+    "CPU µs/req",
     "other CPU",
     "batch",
     "x seed",
@@ -159,6 +171,7 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
                 errors,
                 f"{p.peak_rss_mib:,.0f}",
                 f"{p.server_cpu:.2f}",
+                f"{p.cpu_us_per_request:,.0f}",
                 f"{p.other_cpu:.2f}",
                 f"{p.mean_batch:.1f}" if p.mean_batch else "—",
                 _ratio(p.x_seed),
@@ -285,9 +298,11 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
         "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
         "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
         "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
-        "the point, `other CPU` cores used by everything else on the machine except the load "
-        "generator (other tenants: noise). `batch` is the mean rows per model call from the "
-        "server's batch-size histogram, where it has one. "
+        "the point (its process tree, from `/proc/<pid>/stat`), `CPU µs/req` the server's CPU "
+        "seconds over the point divided by its successful responses, `other CPU` cores used by "
+        "everything else on the machine except the load generator (other tenants: noise). "
+        "`batch` is the mean rows per model call from the server's batch-size histogram, where "
+        "it has one. "
         "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
         "`x ceiling` over the bare server of the same transport.",
         "",

@@ -65,6 +65,7 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
     assert "req/s" in table
     assert "p99 ms" in table
     assert "peak RSS MiB" in table
+    assert "CPU µs/req" in table
     assert "seed baseline" in table
     assert "bare ASGI" in table
     assert "[ 1/2]" in proc.stderr
@@ -80,6 +81,8 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
         assert point["error_count"] == 0, point
         assert not point["flagged"], point
         assert point["peak_rss_mib"] > 0
+        assert point["cpu_us_per_request"] > 0, point
+        assert point["cpu_us_per_request"] == pytest.approx(point["server_cpu"] / point["rps"] * 1e6)
         assert point["p50_ms"] > 0
         assert point["p99_ms"] >= point["p50_ms"]
     assert points["seed"]["x_seed"] == pytest.approx(1.0)
@@ -90,6 +93,7 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
     assert data["meta"]["rest_loadgen"].startswith("wrk")
 
     markdown = (out / "latest.md").read_text()
+    assert "| CPU µs/req |" in markdown
     assert "| seed baseline | REST | 1 |" in markdown
     assert "| bare ASGI | REST | 1 |" in markdown
     assert (out / "latest.png").read_bytes().startswith(b"\x89PNG")
