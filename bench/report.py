@@ -291,8 +291,9 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
         f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
         f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up, "
         f"{meta['rounds']} round(s) (medians; ± is half the req/s range); "
-        f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
-        f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
+        f"{meta['rows']} row(s) of {meta.get('features', '?')} features per request. "
+        f"REST load: {meta['rest_loadgen']}; gRPC load: {meta['grpc_loadgen']}. "
+        f"CPUs: {meta['pinning']}. Load average at start/end: "
         f"{meta['loadavg_start']} / {meta['loadavg_end']}.",
         "",
         "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "

@@ -180,11 +180,12 @@ def latest_version(base_path: Path) -> Path:
     return versions[-1][1]
 
 
-def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | None) -> tuple[Load, str]:
+def grpc_loader(args: argparse.Namespace, ctx: Context, load_cpus: list[int] | None) -> tuple[Load, str]:
     """The gRPC load function and its description; ghz when it can be built (unless told otherwise)."""
+    work = ctx.work
     request_file = work / "predict_request.bin"
-    with procs.quiet_stderr():  # the official stubs import TensorFlow, which greets on stderr
-        request_file.write_bytes(tfs.predict_request(args.model_name, args.rows).SerializeToString())
+    request = tfs.predict_request(ctx.model_name, ctx.rows, ctx.features, ctx.input_name)
+    request_file.write_bytes(request.SerializeToString())
 
     def conns(c: int) -> int:
         return min(c, args.grpc_connections) if args.grpc_connections else c
@@ -351,35 +352,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="modelship-bench-") as tmp:
         work = Path(tmp)
         base_path = prepare_model(args, work)
+        version_dir = latest_version(base_path)
+        try:
+            with procs.quiet_stderr():  # TensorFlow's protos (and the gRPC stubs) greet on stderr
+                input_name, features = tfs.signature_input(version_dir)
+        except ValueError as exc:
+            raise SystemExit(f"scripts/bench: {exc}") from None
         batching_file = args.batching_parameters or work / "batching.pbtxt"
         if args.batching_parameters is None:
             batching_file.write_text(DEFAULT_BATCHING)
         ctx = Context(
             args.model_name,
             base_path,
-            latest_version(base_path),
+            version_dir,
             work,
             server_cpus,
             Path(batching_file).resolve(),
             list(args.modelship_arg),
             args.rows,
             args.ready_timeout,
+            input_name=input_name,
+            features=features,
         )
-        body = tfs.rest_body(args.rows)
+        body = tfs.rest_body(args.rows, features)
 
         def run_wrk(r: Running, c: int, secs: int) -> LoadResult:
             return wrk_load.run(wrk, r.url, body, c, secs, args.wrk_threads, args.timeout, load_cpus)
 
         rest_gen = f"{wrk_load.version(wrk)}, {args.wrk_threads} thread(s) (closed loop)" if wrk else "—"
         run_grpc, grpc_gen = (
-            grpc_loader(args, work, load_cpus)
+            grpc_loader(args, ctx, load_cpus)
             if any(t.transport == GRPC for t in args.target_list)
             else (run_wrk, "—")
         )
         meta = environment(args, pinning, rest_gen, grpc_gen)
+        meta["features"] = features
         total = args.rounds * len(args.target_list) * len(args.connection_list)
         per_point = args.duration + args.warmup
-        say(f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir}; {pinning}")
+        say(
+            f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir} "
+            f"({features} features); {pinning}"
+        )
         say(f"    REST load: {rest_gen}; gRPC load: {grpc_gen}")
         done = [0]
         started = time.monotonic()
