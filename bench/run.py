@@ -56,7 +56,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="model base path holding <version>/ dirs (TF Serving's --model_base_path); "
         "default: train and export one into a temporary directory",
     )
-    p.add_argument("--model-name", default="linear", help="model name (route path and ModelSpec.name)")
+    p.add_argument(
+        "--model",
+        choices=("linear", "heavy"),
+        default="linear",
+        help="model exported into the temporary directory when no --model-base-path is given: the "
+        "trained linear regression (3 features), or the compute-heavy MLP of bench/heavy.py "
+        "(64 features, two Dense 1,024 relu layers); heavy also measures its compute ceiling",
+    )
+    p.add_argument("--model-name", help="model name (route path and ModelSpec.name; default: --model)")
     p.add_argument(
         "--targets",
         default=",".join(t.key for t in DEFAULT_TARGETS),
@@ -65,7 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too",
     )
     p.add_argument(
-        "--connections", default="1,32,256", help="comma-separated concurrent connections, one point each"
+        "--connections",
+        help="comma-separated concurrent connections, one point each (default 1,32,256; 1,64,256 "
+        "with --model heavy)",
     )
     p.add_argument("--duration", type=int, help="measured seconds per point, whole seconds (default 10)")
     p.add_argument("--warmup", type=int, help="warm-up seconds before each point, 0 for none (default 2)")
@@ -130,6 +140,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plot")
     args = p.parse_args(argv)
+    args.model_name = args.model_name or args.model
+    if args.connections is None:
+        args.connections = "1,64,256" if args.model == "heavy" else "1,32,256"
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.warmup is None:
@@ -149,19 +162,24 @@ def say(text: str) -> None:
 
 
 def prepare_model(args: argparse.Namespace, work: Path) -> Path:
-    """The model base path to serve: the given one, or a freshly trained and exported linear model."""
+    """The model base path to serve: the given one, or a freshly exported linear (trained) or heavy model."""
     if args.model_base_path is not None:
         given: Path = args.model_base_path
         return given.resolve()
-    say("==> training and exporting a linear model into a temporary directory")
-    run_dir, base = work / "run", work / "models"
+    run_dir, base, name = str(work / "run"), str(work / "models"), str(args.model_name)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for cmd in (
-        ["train", "--run-dir", str(run_dir), "--no-progress"],
-        ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name],
-    ):
+    if args.model == "heavy":
+        say("==> building and exporting the heavy MLP into a temporary directory")
+        steps = [["bench.heavy", "--base-path", base, "--name", name]]
+    else:
+        say("==> training and exporting a linear model into a temporary directory")
+        steps = [
+            ["model", "train", "--run-dir", run_dir, "--no-progress"],
+            ["model", "export", "--run-dir", run_dir, "--base-path", base, "--name", name],
+        ]
+    for cmd in steps:
         done = subprocess.run(
-            [sys.executable, "-m", "model", *cmd],
+            [sys.executable, "-m", *cmd],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -169,8 +187,8 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"python -m model {cmd[0]} failed:\n{done.stderr[-3000:]}")
-    return base / str(args.model_name)
+            raise SystemExit(f"python -m {' '.join(cmd[:2])} failed:\n{done.stderr[-3000:]}")
+    return work / "models" / name
 
 
 def latest_version(base_path: Path) -> Path:
