@@ -34,6 +34,7 @@ class Point:
     failure: str = ""  # the point (or its target) could not be measured
     x_seed: float | None = None
     x_ceiling: float | None = None
+    x_compute: float | None = None  # rows/s over the model's compute ceiling (bench/ceiling.py)
     round: int = 1  # which round (for one measurement); how many rounds (for an aggregate)
     rps_min: float = 0.0  # spread of req/s over the rounds of an aggregate
     rps_max: float = 0.0
@@ -126,6 +127,14 @@ def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str])
         p.x_ceiling = p.rps / ceiling.rps if ceiling else None
 
 
+def add_compute_share(points: list[Point], ceiling_rows_per_s: float, rows: int, keys: set[str]) -> None:
+    """Fill ``x_compute`` for the targets in ``keys`` (those that run the model): rows/s, that is
+    req/s x ``rows`` per request, over the rows/s of the model called in-process."""
+    for p in points:
+        if p.rps and p.target in keys and ceiling_rows_per_s > 0:
+            p.x_compute = p.rps * rows / ceiling_rows_per_s
+
+
 HEADERS = (
     "target",
     "transport",
@@ -148,13 +157,18 @@ def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}x"
 
 
+def headers(points: list[Point]) -> tuple[str, ...]:
+    """The table's columns; ``x compute`` only when a compute ceiling was measured."""
+    return (*HEADERS, "x compute") if any(p.x_compute is not None for p in points) else HEADERS
+
+
 def rows(points: list[Point]) -> list[tuple[str, ...]]:
+    compute = len(headers(points)) > len(HEADERS)
     out: list[tuple[str, ...]] = []
     for p in points:
         if p.failure and not p.rps:
-            out.append(
-                (p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *[""] * (len(HEADERS) - 7))
-            )
+            blank = [""] * (len(headers(points)) - 7)
+            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *blank))
             continue
         errors = f"{p.error_count} !" if p.flagged else "0"
         rps = f"{p.rps:,.0f}"
@@ -176,14 +190,15 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
                 f"{p.mean_batch:.1f}" if p.mean_batch else "—",
                 _ratio(p.x_seed),
                 _ratio(p.x_ceiling),
+                *([_ratio(p.x_compute)] if compute else []),
             )
         )
     return out
 
 
 def text_table(points: list[Point]) -> str:
-    table = [HEADERS, *rows(points)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    table = [headers(points), *rows(points)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     left = {0, 1}
     lines = []
     for n, r in enumerate(table):
@@ -196,8 +211,8 @@ def text_table(points: list[Point]) -> str:
 
 def markdown_table(points: list[Point]) -> str:
     lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(HEADERS))) + "|",
+        "| " + " | ".join(headers(points)) + " |",
+        "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(headers(points)))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows(points)]
     return "\n".join(lines)
@@ -284,6 +299,14 @@ def write_json(
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def compute_notes(ceiling: dict[str, Any] | None) -> list[str]:
+    """The Markdown paragraph on the compute ceiling (``bench.ceiling.Ceiling``'s dict), if any."""
+    if not ceiling:
+        return []
+    share = " `x compute` is a target's rows/s (req/s x rows per request) over it."
+    return [ceiling["headline"] + share, "", *(f"- {line}" for line in ceiling["summary"]), ""]
+
+
 def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
     notes = [
         f"Command: `{meta['command']}`",
@@ -307,6 +330,7 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
         "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
         "`x ceiling` over the bare server of the same transport.",
         "",
+        *compute_notes(meta.get("compute_ceiling")),
     ]
     body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
     failures = [f"- {p.name} ({p.transport}) c={p.connections}: {p.failure}" for p in points if p.failure]

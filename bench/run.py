@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import procs, report, traffic
+from bench import ceiling, procs, report, traffic
 from bench.load import LoadResult, tfs
 from bench.load import ghz as ghz_load
 from bench.load import pygrpc as pygrpc_load
@@ -91,6 +91,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--rows", type=int, default=1, help="instances (rows) per request")
     p.add_argument(
+        "--compute-ceiling",
+        action=argparse.BooleanOptionalAction,
+        help="measure the model's compute ceiling in-process before each round (bench/ceiling.py) "
+        "and add the `x compute` column; default: on with --model heavy, off otherwise",
+    )
+    p.add_argument(
+        "--ceiling-batches", default="1,8,64,256", help="comma-separated batch sizes of the compute ceiling"
+    )
+    p.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        help="measured seconds per batch size of the compute ceiling (default 2; 1 with --quick)",
+    )
+    p.add_argument(
         "--timeout", type=float, default=5.0, help="per-request timeout in seconds (timeouts count as errors)"
     )
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core for load)")
@@ -143,6 +157,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.model_name = args.model_name or args.model
     if args.connections is None:
         args.connections = "1,64,256" if args.model == "heavy" else "1,32,256"
+    if args.compute_ceiling is None:
+        args.compute_ceiling = args.model == "heavy"
+    if args.ceiling_seconds is None:
+        args.ceiling_seconds = 1.0 if args.quick else 2.0
+    args.ceiling_batch_list = [int(b) for b in args.ceiling_batches.split(",")]
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.warmup is None:
@@ -152,8 +171,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown target(s): {', '.join(unknown)}")
     args.target_list = [BY_KEY[k] for k in args.targets.split(",")]
     args.connection_list = [int(c) for c in args.connections.split(",")]
-    if min(args.duration, args.rounds, args.rows, *args.connection_list) < 1 or args.warmup < 0:
-        p.error("--duration, --rounds, --connections and --rows must be >= 1, --warmup >= 0")
+    if min(args.duration, args.rounds, args.rows, *args.connection_list, *args.ceiling_batch_list) < 1:
+        p.error("--duration, --rounds, --connections, --rows and --ceiling-batches must be >= 1")
+    if args.warmup < 0 or args.ceiling_seconds <= 0:
+        p.error("--warmup must be >= 0 and --ceiling-seconds > 0")
     return args
 
 
@@ -235,6 +256,17 @@ def grpc_loader(args: argparse.Namespace, ctx: Context, load_cpus: list[int] | N
         )
 
     return run_py, f"Python grpc.aio client, {args.python_client_procs} processes (closed loop, {conn_note})"
+
+
+def compute_ceiling(ctx: Context, args: argparse.Namespace, cpus: list[int] | None) -> ceiling.Ceiling:
+    """The model's compute ceiling, measured in a process pinned like the servers."""
+    batches, seconds = args.ceiling_batch_list, args.ceiling_seconds
+    listed = ",".join(str(b) for b in batches)
+    say(f"==> compute ceiling: batches {listed}, {seconds:g} s each, pinned like the server")
+    measured = ceiling.run(ctx.version_dir, batches, seconds, cpus, ctx.modelship_args)
+    for line in measured.summary():
+        say(f"    {line}")
+    return measured
 
 
 def _gist(exc: BaseException) -> str:
@@ -367,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpus, load_cpus, pinning = procs.cpu_split(args.pin)
     wrk = wrk_load.find_wrk() if any(t.transport == REST for t in args.target_list) else ""
     measured: list[report.Point] = []
+    ceilings: list[ceiling.Ceiling] = []
     with tempfile.TemporaryDirectory(prefix="modelship-bench-") as tmp:
         work = Path(tmp)
         base_path = prepare_model(args, work)
@@ -423,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             for round_no in range(1, args.rounds + 1):
+                if args.compute_ceiling:
+                    ceilings.append(compute_ceiling(ctx, args, server_cpus))
                 for target in args.target_list:
                     load = run_wrk if target.transport == REST else run_grpc
                     say(f"==> {target.key}: starting" + (f" (round {round_no})" if args.rounds > 1 else ""))
@@ -434,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     points = report.aggregate(measured)
     for some in (measured, points):
         report.add_ratios(some, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
+    best = ceiling.median(ceilings)
+    if best is not None:
+        meta["compute_ceiling"] = {**best.as_dict(), "headline": best.headline(), "summary": best.summary()}
+        runs_model = {t.key for t in args.target_list if not t.is_ceiling}
+        for some in (measured, points):
+            report.add_compute_share(some, best.rows_per_s, args.rows, runs_model)
     items = report.checks(points)
     kinds = {t.key: t.traffic for t in args.target_list if t.traffic}
     traffic_lines, traffic_checks = traffic.costs(points, kinds)
@@ -453,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in points:
         if p.failure:
             print(f"! {p.name} ({p.transport}) c={p.connections}: {p.failure}")
+    if best is not None:
+        print("\n" + best.headline() + "".join(f"\n  {line}" for line in best.summary()))
     if traffic_lines:
         print(f"\nTraffic split and shadow against {traffic.BASELINE} (same run):")
         print("\n".join(traffic_lines))
