@@ -49,6 +49,7 @@ class Ceiling:
     sweeps: dict[str, dict[int, float]] = field(default_factory=dict)  # runtime -> batch -> rows/s
     notes: dict[str, str] = field(default_factory=dict)  # runtime -> why it was not measured
     threads: int = 0  # TensorFlow intra-op threads, as the server sets them
+    cores: float = 0.0  # CPU the process used during the TensorFlow sweep (other tenants: < 1)
     seconds: float = 0.0  # measured seconds per batch size
     failure: str = ""
 
@@ -68,7 +69,8 @@ class Ceiling:
         return (
             "Compute ceiling (bench/ceiling.py: serving_default called in-process by one caller, "
             f"pinned like the server, {self.threads} TensorFlow thread(s), {self.seconds:g} s per "
-            f"batch size): {self.rows_per_s:,.0f} rows/s ({self.runtime}, batch {self.batch})."
+            f"batch size, {self.cores:.2f} cores used): {self.rows_per_s:,.0f} rows/s "
+            f"({self.runtime}, batch {self.batch})."
         )
 
     def summary(self) -> list[str]:
@@ -160,7 +162,9 @@ def measure(
     threads = settings.tensorflow_intra_op_parallelism or available_cpus()
     out = Ceiling(threads=threads, seconds=seconds)
     name = info.name
+    wall, cpu = time.perf_counter(), time.process_time()
     out.sweeps["tensorflow"] = sweep(lambda x: servable.run(name, {alias: x}), features, batches, seconds)
+    out.cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
     if settings.runtime != "auto":
         out.notes["litert"] = f"not used by the server (--runtime={settings.runtime})"
     else:

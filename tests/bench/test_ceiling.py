@@ -71,5 +71,6 @@ def test_tiny_mlp_exports_and_its_ceiling_is_measured(tmp_path: Path) -> None:
     assert measured.rows_per_s == max(v for s in measured.sweeps.values() for v in s.values())
     assert measured.batch in (1, 8)
     assert measured.threads >= 1
+    assert measured.cores > 0
     # the server's LiteRT decision is reported either way: measured, or why not
     assert "litert" in measured.sweeps or "litert" in measured.notes
