@@ -126,11 +126,11 @@ def url(peer: Peer, port: int, model_name: str) -> str:
     return f"{base}/predict"  # BentoML: one route per API method
 
 
-def body(peer: Peer, rows: int) -> bytes:
+def body(peer: Peer, rows: int, features: int = 3) -> bytes:
     """The request body for ``rows`` rows of the benchmark's input (the same rows as every target)."""
     if peer.protocol in (V1, BENTO):  # BentoML maps the JSON keys to the API's parameters
-        return tfs.rest_body(rows)
-    data = tfs.rows(rows)
+        return tfs.rest_body(rows, features)
+    data = tfs.rows(rows, features)
     tensor = {
         "name": INPUT_NAME,
         "shape": [len(data), len(data[0])],
@@ -233,7 +233,8 @@ def launch(target: Target, ctx: Context) -> Running:
     argv, extra = command(peer, ctx, port)
     log = ctx.work / f"{target.key}.log"
     proc = procs.start(argv, log, {**server_env(), **extra}, ROOT, ctx.cpus)
-    running = Running(target, proc, log, url=url(peer, port, ctx.model_name), body=body(peer, ctx.rows))
+    request_body = body(peer, ctx.rows, ctx.features)
+    running = Running(target, proc, log, url=url(peer, port, ctx.model_name), body=request_body)
     try:
         ready = lambda: predict_ok(peer, running.url, running.body, ctx.rows)  # noqa: E731
         procs.wait_for(ready, ctx.ready_timeout, proc, log, target.key)

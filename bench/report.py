@@ -35,6 +35,7 @@ class Point:
     skipped: str = ""  # why the target was not run (an optional peer not installed): not a failure
     x_seed: float | None = None
     x_ceiling: float | None = None
+    x_compute: float | None = None  # rows/s over the model's compute ceiling (bench/ceiling.py)
     round: int = 1  # which round (for one measurement); how many rounds (for an aggregate)
     rps_min: float = 0.0  # spread of req/s over the rounds of an aggregate
     rps_max: float = 0.0
@@ -47,9 +48,20 @@ class Point:
     def flagged(self) -> bool:
         return bool(self.failure) or self.error_count > 0
 
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU per successful request, in µs: its CPU seconds over the point / responses.
+
+        ``server_cpu`` is those CPU seconds over the measured time and ``rps`` the responses over
+        the same time, so their ratio is the same quotient (for an aggregate: of the medians).
+        """
+        return self.server_cpu / self.rps * 1e6 if self.rps > 0 else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d.update(error_count=self.error_count, flagged=self.flagged)
+        d.update(
+            error_count=self.error_count, flagged=self.flagged, cpu_us_per_request=self.cpu_us_per_request
+        )
         return d
 
 
@@ -117,6 +129,14 @@ def add_ratios(points: list[Point], baseline_key: str, ceilings: dict[str, str])
         p.x_ceiling = p.rps / ceiling.rps if ceiling else None
 
 
+def add_compute_share(points: list[Point], ceiling_rows_per_s: float, rows: int, keys: set[str]) -> None:
+    """Fill ``x_compute`` for the targets in ``keys`` (those that run the model): rows/s, that is
+    req/s x ``rows`` per request, over the rows/s of the model called in-process."""
+    for p in points:
+        if p.rps and p.target in keys and ceiling_rows_per_s > 0:
+            p.x_compute = p.rps * rows / ceiling_rows_per_s
+
+
 HEADERS = (
     "target",
     "transport",
@@ -127,6 +147,7 @@ HEADERS = (
     "errors",
     "peak RSS MiB",
     "server CPU",
+    "CPU µs/req",
     "other CPU",
     "batch",
     "x seed",
@@ -138,16 +159,21 @@ def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}x"
 
 
+def headers(points: list[Point]) -> tuple[str, ...]:
+    """The table's columns; ``x compute`` only when a compute ceiling was measured."""
+    return (*HEADERS, "x compute") if any(p.x_compute is not None for p in points) else HEADERS
+
+
 def rows(points: list[Point]) -> list[tuple[str, ...]]:
+    compute = len(headers(points)) > len(HEADERS)
     out: list[tuple[str, ...]] = []
     for p in points:
         if p.skipped:
             out.append((p.name, p.transport, str(p.connections), "skipped", *[""] * (len(HEADERS) - 4)))
             continue
         if p.failure and not p.rps:
-            out.append(
-                (p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *[""] * (len(HEADERS) - 7))
-            )
+            blank = [""] * (len(headers(points)) - 7)
+            out.append((p.name, p.transport, str(p.connections), "FAILED", "", "", "!", *blank))
             continue
         errors = f"{p.error_count} !" if p.flagged else "0"
         rps = f"{p.rps:,.0f}"
@@ -164,18 +190,20 @@ def rows(points: list[Point]) -> list[tuple[str, ...]]:
                 errors,
                 f"{p.peak_rss_mib:,.0f}",
                 f"{p.server_cpu:.2f}",
+                f"{p.cpu_us_per_request:,.0f}",
                 f"{p.other_cpu:.2f}",
                 f"{p.mean_batch:.1f}" if p.mean_batch else "—",
                 _ratio(p.x_seed),
                 _ratio(p.x_ceiling),
+                *([_ratio(p.x_compute)] if compute else []),
             )
         )
     return out
 
 
 def text_table(points: list[Point]) -> str:
-    table = [HEADERS, *rows(points)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADERS))]
+    table = [headers(points), *rows(points)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     left = {0, 1}
     lines = []
     for n, r in enumerate(table):
@@ -188,8 +216,8 @@ def text_table(points: list[Point]) -> str:
 
 def markdown_table(points: list[Point]) -> str:
     lines = [
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(HEADERS))) + "|",
+        "| " + " | ".join(headers(points)) + " |",
+        "|" + "|".join(":--" if i < 2 else "--:" for i in range(len(headers(points)))) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows(points)]
     return "\n".join(lines)
@@ -276,6 +304,14 @@ def write_json(
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def compute_notes(ceiling: dict[str, Any] | None) -> list[str]:
+    """The Markdown paragraph on the compute ceiling (``bench.ceiling.Ceiling``'s dict), if any."""
+    if not ceiling:
+        return []
+    share = " `x compute` is a target's rows/s (req/s x rows per request) over it."
+    return [ceiling["headline"] + share, "", *(f"- {line}" for line in ceiling["summary"]), ""]
+
+
 def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items: list[Check]) -> None:
     notes = [
         f"Command: `{meta['command']}`",
@@ -283,19 +319,23 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
         f"Run {meta['started']} on {meta['machine']}; commit {meta['commit']}. "
         f"{meta['duration_s']} s per point after a {meta['warmup_s']} s warm-up, "
         f"{meta['rounds']} round(s) (medians; ± is half the req/s range); "
-        f"{meta['rows']} row(s) per request. REST load: {meta['rest_loadgen']}; gRPC load: "
-        f"{meta['grpc_loadgen']}. CPUs: {meta['pinning']}. Load average at start/end: "
+        f"{meta['rows']} row(s) of {meta.get('features', '?')} features per request. "
+        f"REST load: {meta['rest_loadgen']}; gRPC load: {meta['grpc_loadgen']}. "
+        f"CPUs: {meta['pinning']}. Load average at start/end: "
         f"{meta['loadavg_start']} / {meta['loadavg_end']}.",
         "",
         "req/s counts successful responses only; `errors` are HTTP answers with status >= 400, "
         "socket errors and timeouts, or non-OK gRPC codes (a `!` flags the point). Peak RSS is "
         "VmHWM summed over the server's process tree; `server CPU` is cores the server used during "
-        "the point, `other CPU` cores used by everything else on the machine except the load "
-        "generator (other tenants: noise). `batch` is the mean rows per model call from the "
-        "server's batch-size histogram, where it has one. "
+        "the point (its process tree, from `/proc/<pid>/stat`), `CPU µs/req` the server's CPU "
+        "seconds over the point divided by its successful responses, `other CPU` cores used by "
+        "everything else on the machine except the load generator (other tenants: noise). "
+        "`batch` is the mean rows per model call from the server's batch-size histogram, where "
+        "it has one. "
         "`x seed` is req/s over the seed-style baseline (REST) at the same connections, "
         "`x ceiling` over the bare server of the same transport.",
         "",
+        *compute_notes(meta.get("compute_ceiling")),
     ]
     body = "\n".join(notes) + "\n" + markdown_table(points) + "\n"
     failures = [f"- {p.name} ({p.transport}) c={p.connections}: {p.failure}" for p in points if p.failure]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import peers, procs, report, traffic
+from bench import ceiling, peers, procs, report, traffic
 from bench.load import LoadResult, tfs
 from bench.load import ghz as ghz_load
 from bench.load import pygrpc as pygrpc_load
@@ -56,7 +56,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="model base path holding <version>/ dirs (TF Serving's --model_base_path); "
         "default: train and export one into a temporary directory",
     )
-    p.add_argument("--model-name", default="linear", help="model name (route path and ModelSpec.name)")
+    p.add_argument(
+        "--model",
+        choices=("linear", "heavy"),
+        default="linear",
+        help="model exported into the temporary directory when no --model-base-path is given: the "
+        "trained linear regression (3 features), or the compute-heavy MLP of bench/heavy.py "
+        "(64 features, two Dense 1,024 relu layers); heavy also measures its compute ceiling",
+    )
+    p.add_argument("--model-name", help="model name (route path and ModelSpec.name; default: --model)")
     p.add_argument(
         "--targets",
         default=",".join(t.key for t in DEFAULT_TARGETS),
@@ -72,7 +80,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="add every peer server not listed in --targets (installed by bench/tools/setup --peers)",
     )
     p.add_argument(
-        "--connections", default="1,32,256", help="comma-separated concurrent connections, one point each"
+        "--connections",
+        help="comma-separated concurrent connections, one point each (default 1,32,256; 1,64,256 "
+        "with --model heavy)",
     )
     p.add_argument("--duration", type=int, help="measured seconds per point, whole seconds (default 10)")
     p.add_argument("--warmup", type=int, help="warm-up seconds before each point, 0 for none (default 2)")
@@ -87,6 +97,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "report medians: slow drift from other load on the machine averages out",
     )
     p.add_argument("--rows", type=int, default=1, help="instances (rows) per request")
+    p.add_argument(
+        "--compute-ceiling",
+        action=argparse.BooleanOptionalAction,
+        help="measure the model's compute ceiling in-process before each round (bench/ceiling.py) "
+        "and add the `x compute` column; default: on with --model heavy, off otherwise",
+    )
+    p.add_argument(
+        "--ceiling-batches", default="1,8,64,256", help="comma-separated batch sizes of the compute ceiling"
+    )
+    p.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        help="measured seconds per batch size of the compute ceiling (default 2; 1 with --quick)",
+    )
     p.add_argument(
         "--timeout", type=float, default=5.0, help="per-request timeout in seconds (timeouts count as errors)"
     )
@@ -137,6 +161,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-plot", dest="plot", action="store_false", help="skip the PNG plot")
     args = p.parse_args(argv)
+    args.model_name = args.model_name or args.model
+    if args.connections is None:
+        args.connections = "1,64,256" if args.model == "heavy" else "1,32,256"
+    if args.compute_ceiling is None:
+        args.compute_ceiling = args.model == "heavy"
+    if args.ceiling_seconds is None:
+        args.ceiling_seconds = 1.0 if args.quick else 2.0
+    args.ceiling_batch_list = [int(b) for b in args.ceiling_batches.split(",")]
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.warmup is None:
@@ -149,8 +181,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"unknown target(s): {', '.join(unknown)}")
     args.target_list = [known[k] for k in keys]
     args.connection_list = [int(c) for c in args.connections.split(",")]
-    if min(args.duration, args.rounds, args.rows, *args.connection_list) < 1 or args.warmup < 0:
-        p.error("--duration, --rounds, --connections and --rows must be >= 1, --warmup >= 0")
+    if min(args.duration, args.rounds, args.rows, *args.connection_list, *args.ceiling_batch_list) < 1:
+        p.error("--duration, --rounds, --connections, --rows and --ceiling-batches must be >= 1")
+    if args.warmup < 0 or args.ceiling_seconds <= 0:
+        p.error("--warmup must be >= 0 and --ceiling-seconds > 0")
     return args
 
 
@@ -159,19 +193,24 @@ def say(text: str) -> None:
 
 
 def prepare_model(args: argparse.Namespace, work: Path) -> Path:
-    """The model base path to serve: the given one, or a freshly trained and exported linear model."""
+    """The model base path to serve: the given one, or a freshly exported linear (trained) or heavy model."""
     if args.model_base_path is not None:
         given: Path = args.model_base_path
         return given.resolve()
-    say("==> training and exporting a linear model into a temporary directory")
-    run_dir, base = work / "run", work / "models"
+    run_dir, base, name = str(work / "run"), str(work / "models"), str(args.model_name)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    for cmd in (
-        ["train", "--run-dir", str(run_dir), "--no-progress"],
-        ["export", "--run-dir", str(run_dir), "--base-path", str(base), "--name", args.model_name],
-    ):
+    if args.model == "heavy":
+        say("==> building and exporting the heavy MLP into a temporary directory")
+        steps = [["bench.heavy", "--base-path", base, "--name", name]]
+    else:
+        say("==> training and exporting a linear model into a temporary directory")
+        steps = [
+            ["model", "train", "--run-dir", run_dir, "--no-progress"],
+            ["model", "export", "--run-dir", run_dir, "--base-path", base, "--name", name],
+        ]
+    for cmd in steps:
         done = subprocess.run(
-            [sys.executable, "-m", "model", *cmd],
+            [sys.executable, "-m", *cmd],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -179,8 +218,8 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"python -m model {cmd[0]} failed:\n{done.stderr[-3000:]}")
-    return base / str(args.model_name)
+            raise SystemExit(f"python -m {' '.join(cmd[:2])} failed:\n{done.stderr[-3000:]}")
+    return work / "models" / name
 
 
 def latest_version(base_path: Path) -> Path:
@@ -190,11 +229,12 @@ def latest_version(base_path: Path) -> Path:
     return versions[-1][1]
 
 
-def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | None) -> tuple[Load, str]:
+def grpc_loader(args: argparse.Namespace, ctx: Context, load_cpus: list[int] | None) -> tuple[Load, str]:
     """The gRPC load function and its description; ghz when it can be built (unless told otherwise)."""
+    work = ctx.work
     request_file = work / "predict_request.bin"
-    with procs.quiet_stderr():  # the official stubs import TensorFlow, which greets on stderr
-        request_file.write_bytes(tfs.predict_request(args.model_name, args.rows).SerializeToString())
+    request = tfs.predict_request(ctx.model_name, ctx.rows, ctx.features, ctx.input_name)
+    request_file.write_bytes(request.SerializeToString())
 
     def conns(c: int) -> int:
         return min(c, args.grpc_connections) if args.grpc_connections else c
@@ -226,6 +266,17 @@ def grpc_loader(args: argparse.Namespace, work: Path, load_cpus: list[int] | Non
         )
 
     return run_py, f"Python grpc.aio client, {args.python_client_procs} processes (closed loop, {conn_note})"
+
+
+def compute_ceiling(ctx: Context, args: argparse.Namespace, cpus: list[int] | None) -> ceiling.Ceiling:
+    """The model's compute ceiling, measured in a process pinned like the servers."""
+    batches, seconds = args.ceiling_batch_list, args.ceiling_seconds
+    listed = ",".join(str(b) for b in batches)
+    say(f"==> compute ceiling: batches {listed}, {seconds:g} s each, pinned like the server")
+    measured = ceiling.run(ctx.version_dir, batches, seconds, cpus, ctx.modelship_args)
+    for line in measured.summary():
+        say(f"    {line}")
+    return measured
 
 
 def _gist(exc: BaseException) -> str:
@@ -358,24 +409,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpus, load_cpus, pinning = procs.cpu_split(args.pin)
     wrk = wrk_load.find_wrk() if any(t.transport == REST for t in args.target_list) else ""
     measured: list[report.Point] = []
+    ceilings: list[ceiling.Ceiling] = []
     with tempfile.TemporaryDirectory(prefix="modelship-bench-") as tmp:
         work = Path(tmp)
         base_path = prepare_model(args, work)
+        version_dir = latest_version(base_path)
+        try:
+            with procs.quiet_stderr():  # TensorFlow's protos (and the gRPC stubs) greet on stderr
+                input_name, features = tfs.signature_input(version_dir)
+        except ValueError as exc:
+            raise SystemExit(f"scripts/bench: {exc}") from None
         batching_file = args.batching_parameters or work / "batching.pbtxt"
         if args.batching_parameters is None:
             batching_file.write_text(DEFAULT_BATCHING)
         ctx = Context(
             args.model_name,
             base_path,
-            latest_version(base_path),
+            version_dir,
             work,
             server_cpus,
             Path(batching_file).resolve(),
             list(args.modelship_arg),
             args.rows,
             args.ready_timeout,
+            input_name=input_name,
+            features=features,
         )
-        body = tfs.rest_body(args.rows)
+        body = tfs.rest_body(args.rows, features)
 
         def run_wrk(r: Running, c: int, secs: int) -> LoadResult:
             payload = r.body or body  # peers send their own protocol's body
@@ -383,18 +443,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         rest_gen = f"{wrk_load.version(wrk)}, {args.wrk_threads} thread(s) (closed loop)" if wrk else "—"
         run_grpc, grpc_gen = (
-            grpc_loader(args, work, load_cpus)
+            grpc_loader(args, ctx, load_cpus)
             if any(t.transport == GRPC for t in args.target_list)
             else (run_wrk, "—")
         )
         meta = environment(args, pinning, rest_gen, grpc_gen)
+        meta["features"] = features
         meta["peers"] = peers.describe(args.target_list)
         skips = {t.key: why for t in args.target_list if (why := peers.missing(t))}
         for key, why in skips.items():
             say(f"skipped {key}: {why}")
         total = args.rounds * (len(args.target_list) - len(skips)) * len(args.connection_list)
         per_point = args.duration + args.warmup
-        say(f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir}; {pinning}")
+        say(
+            f"==> {total} points x ({args.warmup}+{args.duration}) s, model {ctx.version_dir} "
+            f"({features} features); {pinning}"
+        )
         say(f"    REST load: {rest_gen}; gRPC load: {grpc_gen}")
         done = [0]
         started = time.monotonic()
@@ -407,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             for round_no in range(1, args.rounds + 1):
+                if args.compute_ceiling:
+                    ceilings.append(compute_ceiling(ctx, args, server_cpus))
                 for target in args.target_list:
                     if target.key in skips:
                         why = skips[target.key]
@@ -425,6 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     points = report.aggregate(measured)
     for some in (measured, points):
         report.add_ratios(some, "seed", {REST: "bare-asgi", GRPC: "bare-grpc"})
+    best = ceiling.median(ceilings)
+    if best is not None:
+        meta["compute_ceiling"] = {**best.as_dict(), "headline": best.headline(), "summary": best.summary()}
+        runs_model = {t.key for t in args.target_list if not t.is_ceiling}
+        for some in (measured, points):
+            report.add_compute_share(some, best.rows_per_s, args.rows, runs_model)
     items = report.checks(points)
     kinds = {t.key: t.traffic for t in args.target_list if t.traffic}
     traffic_lines, traffic_checks = traffic.costs(points, kinds)
@@ -446,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"! {p.name} ({p.transport}) c={p.connections}: {p.failure}")
     for key, why in skips.items():
         print(f"skipped {key}: {why}")
+    if best is not None:
+        print("\n" + best.headline() + "".join(f"\n  {line}" for line in best.summary()))
     if traffic_lines:
         print(f"\nTraffic split and shadow against {traffic.BASELINE} (same run):")
         print("\n".join(traffic_lines))

@@ -70,6 +70,8 @@ class Context:
     modelship_args: list[str] = field(default_factory=list)
     rows: int = 1
     ready_timeout: float = 180.0
+    input_name: str = "x"  # the serving_default input, [batch, features] float (tfs.signature_input)
+    features: int = 3
 
 
 @dataclass
@@ -167,7 +169,7 @@ def launch(target: Target, ctx: Context) -> Running:
     try:
         if target.transport == REST:
             running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
-            body = tfs.rest_body(ctx.rows)
+            body = tfs.rest_body(ctx.rows, ctx.features)
             procs.wait_for(lambda: rest_ok(running.url, body), ctx.ready_timeout, proc, log, target.key)
             if target.traffic:  # both versions serving before the split is measured
                 name = ctx.model_name
@@ -175,7 +177,7 @@ def launch(target: Target, ctx: Context) -> Running:
                 procs.wait_for(ready, ctx.ready_timeout, proc, log, target.key)
         else:
             running.address = f"127.0.0.1:{grpc_port}"
-            request = tfs.predict_request(ctx.model_name, ctx.rows)
+            request = tfs.predict_request(ctx.model_name, ctx.rows, ctx.features, ctx.input_name)
             procs.wait_for(
                 lambda: tfs.predict_ok(running.address, request), ctx.ready_timeout, proc, log, target.key
             )

@@ -51,10 +51,6 @@ def both_available(rest_port: int, model_name: str) -> bool:
     return True
 
 
-def cpu_us_per_request(p: Point) -> float:
-    return p.server_cpu / p.rps * 1e6 if p.rps else 0.0
-
-
 def costs(points: list[Point], kinds: dict[str, str]) -> tuple[list[str], list[Check]]:
     """Lines comparing each traffic target with the baseline, and the issue's goals at 32 connections."""
     by = {(p.target, p.connections, p.round): p for p in points if p.rps > 0}
@@ -67,8 +63,8 @@ def costs(points: list[Point], kinds: dict[str, str]) -> tuple[list[str], list[C
         ratio = p.rps / base.rps
         lines.append(
             f"  {p.name} c={p.connections}: {ratio:.3f}x {BASELINE} req/s ({p.rps:,.0f} vs "
-            f"{base.rps:,.0f}); server CPU {cpu_us_per_request(p):.0f} vs "
-            f"{cpu_us_per_request(base):.0f} µs/request"
+            f"{base.rps:,.0f}); server CPU {p.cpu_us_per_request:.0f} vs "
+            f"{base.cpu_us_per_request:.0f} µs/request"
         )
         if p.connections == 32:
             goal = GOALS[kind]

@@ -1,7 +1,8 @@
 -- wrk script for every REST target: POST one TF Serving predict body, summarise as one JSON line.
--- The body comes from BENCH_BODY (the harness builds it), so every target gets the same bytes.
+-- The body comes from BENCH_BODY (the harness builds it with as many features as the model's input
+-- has, bench/load/tfs.py), so every target gets the same bytes.
 wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY") or '{"instances": [[1.0, 2.0, 3.0]]}'
+wrk.body = assert(os.getenv("BENCH_BODY"), "BENCH_BODY is not set: the harness builds the request body")
 wrk.headers["Content-Type"] = "application/json"
 
 done = function(summary, latency, requests)

@@ -13,17 +13,44 @@ PREDICT_METHOD = "tensorflow.serving.PredictionService/Predict"
 DT_FLOAT = 1
 
 
-def rows(n: int) -> list[list[float]]:
-    """The benchmark's input: ``n`` rows of the linear model's 3 float features."""
-    return [[1.0, 2.0, 3.0] for _ in range(n)]
+def signature_input(version_dir: Path, signature: str = "serving_default") -> tuple[str, int]:
+    """(input name, features) of the signature's one float input ``[batch, features]``.
+
+    Read from ``saved_model.pb`` without loading the model; the benchmark's payload follows it.
+    Raises ``ValueError`` for a signature the benchmark cannot drive (several inputs, another
+    dtype or rank).
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    meta = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), None)
+    if meta is None or signature not in meta.signature_def:
+        raise ValueError(f"{version_dir}: no {signature!r} signature in a 'serve' MetaGraph")
+    inputs = meta.signature_def[signature].inputs
+    dims = [[d.size for d in t.tensor_shape.dim] for t in inputs.values()]
+    if (
+        len(inputs) != 1
+        or next(iter(inputs.values())).dtype != DT_FLOAT
+        or len(dims[0]) != 2
+        or dims[0][1] < 1
+    ):
+        raise ValueError(f"{version_dir}: {signature!r} must take one float input [batch, features]")
+    return next(iter(inputs)), dims[0][1]
 
 
-def rest_body(n: int) -> bytes:
-    inner = ", ".join("[1.0, 2.0, 3.0]" for _ in range(n))
-    return f'{{"instances": [{inner}]}}'.encode()
+def rows(n: int, features: int) -> list[list[float]]:
+    """The benchmark's input: ``n`` identical rows of ``features`` floats (1.0, 2.0, 3.0, 1.0, ...)."""
+    return [[float(j % 3 + 1) for j in range(features)] for _ in range(n)]
 
 
-def predict_request(model_name: str, n: int, input_name: str = "x") -> Any:
+def rest_body(n: int, features: int) -> bytes:
+    """TF Serving's row format for :func:`rows`: ``{"instances": [[1.0, 2.0, 3.0], ...]}``."""
+    row = "[" + ", ".join(f"{v:.1f}" for v in rows(1, features)[0]) + "]"
+    return ('{"instances": [' + ", ".join(row for _ in range(n)) + "]}").encode()
+
+
+def predict_request(model_name: str, n: int, features: int, input_name: str = "x") -> Any:
     """PredictRequest for ``n`` rows, as the official client would build it (typed float_val)."""
     from tensorflow_serving.apis import predict_pb2
 
@@ -33,8 +60,8 @@ def predict_request(model_name: str, n: int, input_name: str = "x") -> Any:
     tensor = request.inputs[input_name]
     tensor.dtype = DT_FLOAT
     tensor.tensor_shape.dim.add().size = n
-    tensor.tensor_shape.dim.add().size = 3
-    for row in rows(n):
+    tensor.tensor_shape.dim.add().size = features
+    for row in rows(n, features):
         tensor.float_val.extend(row)
     return request
 

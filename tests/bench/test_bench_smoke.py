@@ -1,9 +1,10 @@
 """Smoke test of the benchmark harness (bench/): it runs, measures, reports and cleans up.
 
 Only the seed-style baseline and the bare ASGI ceiling, at one connection for about two seconds
-each. Nothing here depends on how fast anything is (the machines are shared and noisy): the
-assertions are that every output exists, every point served real responses without errors, and no
-server outlives the harness. Needs wrk (``bench/tools/setup --wrk-only``).
+each; the first run also measures the model's compute ceiling at two small batch sizes. Nothing
+here depends on how fast anything is (the machines are shared and noisy): the assertions are that
+every output exists, every point served real responses without errors, and no server outlives the
+harness. Needs wrk (``bench/tools/setup --wrk-only``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,15 @@ def servers_serving(model_base: Path) -> list[str]:
 def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: Path) -> None:
     out = tmp_path / "results"
     proc = subprocess.run(
-        harness(model_base, out, "--duration=2", "--warmup=1"),
+        harness(
+            model_base,
+            out,
+            "--duration=2",
+            "--warmup=1",
+            "--compute-ceiling",
+            "--ceiling-batches=1,8",
+            "--ceiling-seconds=0.2",
+        ),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -65,6 +74,9 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
     assert "req/s" in table
     assert "p99 ms" in table
     assert "peak RSS MiB" in table
+    assert "CPU µs/req" in table
+    assert "x compute" in table
+    assert "Compute ceiling (" in table
     assert "seed baseline" in table
     assert "bare ASGI" in table
     assert "[ 1/2]" in proc.stderr
@@ -80,16 +92,27 @@ def test_quick_run_prints_table_and_writes_results(tmp_path: Path, model_base: P
         assert point["error_count"] == 0, point
         assert not point["flagged"], point
         assert point["peak_rss_mib"] > 0
+        assert point["cpu_us_per_request"] > 0, point
+        assert point["cpu_us_per_request"] == pytest.approx(point["server_cpu"] / point["rps"] * 1e6)
         assert point["p50_ms"] > 0
         assert point["p99_ms"] >= point["p50_ms"]
     assert points["seed"]["x_seed"] == pytest.approx(1.0)
     assert points["bare-asgi"]["x_ceiling"] == pytest.approx(1.0)
     assert points["seed"]["x_ceiling"] > 0
+    compute = data["meta"]["compute_ceiling"]
+    assert compute["failure"] == "", compute
+    assert set(compute["sweeps"]["tensorflow"]) == {"1", "8"}
+    assert compute["rows_per_s"] > 0
+    assert points["seed"]["x_compute"] == pytest.approx(points["seed"]["rps"] / compute["rows_per_s"])
+    assert points["bare-asgi"]["x_compute"] is None  # the bare ceiling never runs the model
     assert points["bare-asgi"]["x_seed"] > 0
     assert data["meta"]["duration_s"] == 2
     assert data["meta"]["rest_loadgen"].startswith("wrk")
 
     markdown = (out / "latest.md").read_text()
+    assert "| CPU µs/req |" in markdown
+    assert "| x compute |" in markdown
+    assert "Compute ceiling (" in markdown
     assert "| seed baseline | REST | 1 |" in markdown
     assert "| bare ASGI | REST | 1 |" in markdown
     assert (out / "latest.png").read_bytes().startswith(b"\x89PNG")
@@ -123,3 +146,4 @@ def test_interrupt_stops_servers_and_keeps_partial_results(tmp_path: Path, model
     assert servers_serving(model_base) == []
     data = json.loads((out / "latest.json").read_text())
     assert data["meta"]["interrupted"] is True
+    assert "compute_ceiling" not in data["meta"]  # off by default for the linear model

@@ -129,14 +129,14 @@ def test_install_writes_its_stamp_only_after_every_step(cache: Path, monkeypatch
 
 @pytest.mark.parametrize("rows", [1, 4])
 def test_bodies_follow_each_peers_protocol(rows: int) -> None:
-    assert peers.body(peers.BY_KEY["kserve"], rows) == tfs.rest_body(rows)  # V1 = TF Serving's rows
+    assert peers.body(peers.BY_KEY["kserve"], rows) == tfs.rest_body(rows, 3)  # V1 = TF Serving's rows
     bento = json.loads(peers.body(peers.BY_KEY["bentoml"], rows))
-    assert bento == {"instances": tfs.rows(rows)}  # the API's one parameter, by name
+    assert bento == {"instances": tfs.rows(rows, 3)}  # the API's one parameter, by name
     for key in ("mlserver", "mlserver-batching"):
         (tensor,) = json.loads(peers.body(peers.BY_KEY[key], rows))["inputs"]
         assert tensor["datatype"] == "FP32"
         assert tensor["shape"] == [rows, 3]
-        assert tensor["data"] == [v for row in tfs.rows(rows) for v in row]
+        assert tensor["data"] == [v for row in tfs.rows(rows, 3) for v in row]
 
 
 def test_predict_urls() -> None:
