@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service import shapes
+from service import jsonio, shapes
 from service import signature as sig
 from service.errors import InvalidArgument
 from service.rest import codec
@@ -141,6 +141,24 @@ def encode_outputs(outputs: dict[str, np.ndarray], info: sig.SignatureInfo) -> l
         }
         for k, v in outputs.items()
     ]
+
+
+def encode_reply(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: dict[str, np.ndarray],
+    info: sig.SignatureInfo,
+) -> bytes:
+    """The inference response body; ``id`` echoes the request's when it had one."""
+    reply: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "outputs": encode_outputs(outputs, info),
+    }
+    if request_id is not None:
+        reply["id"] = request_id
+    return jsonio.dumps(reply, jsonio.all_finite(outputs.values()))
 
 
 def tensor_metadata(tensor: sig.TensorInfo) -> dict[str, Any]:
