@@ -44,10 +44,10 @@ def match(path: str) -> tuple[str, str | None] | None:
 
 
 def model_ref(name: str, version: str | None) -> ModelRef:
-    """What a V2 path addresses; the version must be digits."""
+    """What a V2 path addresses; the version must be ASCII digits (``²`` is a digit to Python)."""
     if version is None:
         return ModelRef(name)
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise InvalidArgument(f"version must be an integer, got {version!r}")
     return ModelRef(name, int(version))
 
