@@ -6,8 +6,9 @@ middleware on the way. Every other V2 request (and any other method on an ``/inf
 gets FastAPI's 405) stays on the FastAPI router of :mod:`service.rest.v2`, whose ``/infer`` routes
 document this endpoint in the OpenAPI schema and answer through :meth:`V2InferHandler.answer` too.
 
-Order of the checks, as the FastAPI route had it: the token, the version in the path, the model
-(so an unknown model is a 404 before its body is read), the body (413 past the limit, gzip), then
+Order of the checks, as the FastAPI route had it: the token, the version (from the path, else the
+``version`` query parameter the route also took), the model (an unknown one is a 404 before its
+body is read), the body (413 past the limit, gzip), then
 the JSON and the Open Inference Protocol schema (:mod:`service.rest.v2_codec`). Errors are
 ``{"error": "..."}`` with the status of their code; anything unexpected is a clean JSON 500, logged
 and counted in ``modelship_internal_errors_total``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from urllib.parse import parse_qsl
 
 from service import jsonio
 from service.auth import TokenAuth
@@ -29,7 +31,7 @@ from service.rest import v2_codec
 from service.rest.http import Receive, Scope, Send, error_body, header, read_body, respond
 from service.servable import Servable
 
-__all__ = ["INFER_RE", "V2InferHandler", "match", "model_ref"]
+__all__ = ["INFER_RE", "V2InferHandler", "match", "model_ref", "query_version"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,19 @@ def match(path: str) -> tuple[str, str | None] | None:
     """The model name and version (None when the path has none) of an infer path, else None."""
     m = INFER_RE.fullmatch(path)
     return (m.group(1), m.group(2)) if m is not None else None
+
+
+def query_version(query_string: bytes) -> str | None:
+    """The last ``version`` query parameter, decoded as Starlette does, or None.
+
+    FastAPI took it as the optional ``version`` of ``/v2/models/{name}/infer`` (the OpenAPI schema
+    lists it); a version in the path wins over it.
+    """
+    version = None
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key == "version":
+            version = value
+    return version
 
 
 def model_ref(name: str, version: str | None) -> ModelRef:
@@ -72,6 +87,8 @@ class V2InferHandler:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
+        if version is None and scope.get("query_string"):
+            version = query_version(scope["query_string"])
         status, payload = await self.answer(scope, receive, name, version)
         await respond(send, status, payload)
 

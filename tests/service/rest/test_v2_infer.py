@@ -109,6 +109,33 @@ def test_a_path_only_starlette_matches_is_answered_the_same_way(client: TestClie
     )
 
 
+@pytest.mark.parametrize(
+    ("query", "status", "answer"),
+    [
+        ("?version=1", 200, "1"),
+        ("?version=9", 404, "Specific(linear, 9)"),
+        ("?x=1&version=%31", 200, "1"),
+        ("?version=9&version=1", 200, "1"),  # the last one, as Starlette's QueryParams
+        ("?version=1&version=9", 404, "Specific(linear, 9)"),
+        ("?VERSION=9", 200, "1"),
+        ("?version=", 400, "version must be an integer, got ''"),
+        ("?version", 400, "version must be an integer, got ''"),
+        ("?version=1%00", 400, "version must be an integer, got '1\\x00'"),
+    ],
+)
+def test_the_version_query_parameter_the_fastapi_route_took_still_counts(
+    client: TestClient, query: str, status: int, answer: str
+) -> None:
+    r = client.post("/v2/models/linear/infer" + query, json=BODY)
+    if status == 200:
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == answer
+    else:
+        assert answer in _error(r, status)
+    path_wins = client.post("/v2/models/linear/versions/1/infer" + query, json=BODY)
+    assert path_wins.status_code == 200, path_wins.text
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_other_methods_on_infer_paths_get_fastapis_405(client: TestClient, method: str) -> None:
     for path in ("/v2/models/linear/infer", "/v2/models/linear/versions/1/infer"):
