@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,19 @@ def dumps(obj: Any, finite: bool = True) -> bytes:
     if finite:
         return orjson.dumps(obj, option=_OPTS)
     return json.dumps(_to_builtin(obj), allow_nan=True, separators=(",", ":")).encode()
+
+
+def dumps_arrays(obj: Any, arrays: Iterable[Any]) -> bytes:
+    """Encode ``obj`` whose only non-finite floats can be in ``arrays`` (the numpy arrays it holds).
+
+    orjson writes a non-finite float as ``null``, so a result without ``null`` anywhere is final;
+    only one that has it (a non-finite value, or just the text in a string) pays for
+    :func:`all_finite`, and the stdlib encoder when that finds one.
+    """
+    out = orjson.dumps(obj, option=_OPTS)
+    if b"null" not in out or all_finite(arrays):
+        return out
+    return dumps(obj, finite=False)
 
 
 def all_finite(arrays: Any) -> bool:

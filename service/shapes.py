@@ -22,13 +22,13 @@ def element_count(shape: Sequence[int], what: str) -> int:
     """The number of elements of ``shape``; InvalidArgument naming ``what`` if it cannot exist."""
     if len(shape) > MAX_RANK:
         raise InvalidArgument(f"{what}: shape has {len(shape)} dimensions, more than {MAX_RANK}")
-    for dim in shape:
-        if dim < 0:
-            raise InvalidArgument(f"{what}: negative dimension in shape {list(shape)}")
+    if shape and min(shape) < 0:
+        raise InvalidArgument(f"{what}: negative dimension in shape {list(shape)}")
+    count = math.prod(shape)
     # numpy refuses a shape whose non-zero dimensions overflow, even with a zero among them.
-    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+    if count > MAX_ELEMENTS or (count == 0 and math.prod(d for d in shape if d) > MAX_ELEMENTS):
         raise InvalidArgument(f"{what}: shape {list(shape)} has more elements than a tensor can hold")
-    return math.prod(shape)
+    return count
 
 
 def reshape(arr: np.ndarray, shape: Sequence[int], what: str) -> np.ndarray:

@@ -68,7 +68,7 @@ class TensorInfo:
 
     @property
     def v2_datatype(self) -> str:
-        return V2_DATATYPES.get(self.dtype, self.dtype_name)
+        return V2_DATATYPES.get(self.dtype) or self.dtype_name  # the enum's name only if needed
 
     def shape_text(self) -> str:
         return "unknown" if self.shape is None else "[" + ",".join(str(d) for d in self.shape) + "]"

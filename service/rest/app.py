@@ -1,4 +1,4 @@
-"""The REST application factory: TF Serving ``/v1`` on a bare ASGI path, the rest on FastAPI."""
+"""The REST application factory: TF Serving ``/v1`` and V2 infer on bare ASGI paths, the rest on FastAPI."""
 
 from __future__ import annotations
 
@@ -15,19 +15,23 @@ from service.dataplane import DataPlane
 from service.errors import ServingError
 from service.memory import MemoryBudget
 from service.metrics import CONTENT_TYPE, Metrics
+from service.rest import v2_infer
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, respond
 from service.rest.v1 import V1Handler
 from service.rest.v2 import V2Endpoints, build_router
+from service.rest.v2_infer import V2InferHandler
 
 log = logging.getLogger(__name__)
 TRAFFIC_PATH = "/v1/modelship/traffic"  # Modelship's own status of the traffic config (FastAPI side)
 
 
 class RestApp:
-    """ASGI entry: ``/v1/...`` goes straight to :class:`V1Handler`, everything else to FastAPI."""
+    """ASGI entry: ``/v1/...`` goes straight to :class:`V1Handler`, ``POST .../infer`` on ``/v2`` to
+    :class:`V2InferHandler`, everything else to FastAPI."""
 
-    def __init__(self, v1: V1Handler, api: FastAPI) -> None:
+    def __init__(self, v1: V1Handler, v2_infer: V2InferHandler, api: FastAPI) -> None:
         self.v1 = v1
+        self.v2_infer = v2_infer
         self.api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,6 +39,9 @@ class RestApp:
             path = scope["path"]
             if (path[:4].lower() == "/v1/" or path.lower() == "/v1") and path != TRAFFIC_PATH:
                 await self.v1(scope, receive, send)
+                return
+            if scope["method"] == "POST" and (target := v2_infer.match(path)) is not None:
+                await self.v2_infer(scope, receive, send, *target)
                 return
         await self.api(scope, receive, send)
 
@@ -113,7 +120,8 @@ def create_app(
             include_in_schema=path == "/metrics",
             summary="Prometheus metrics",
         )
-    v2 = V2Endpoints(dataplane, metrics, auth, max_body, version, memory)
+    infer = V2InferHandler(dataplane, metrics, auth, max_body, memory)
+    v2 = V2Endpoints(dataplane, auth, version, infer)
     api.include_router(build_router(v2))
     api.add_api_route(TRAFFIC_PATH, v2.traffic, methods=["GET"], summary="Applied traffic config (Modelship)")
-    return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), api)
+    return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), infer, api)

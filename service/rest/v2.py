@@ -1,8 +1,11 @@
-"""KServe V2 / Open Inference Protocol REST endpoints and health probes (FastAPI router)."""
+"""KServe V2 / Open Inference Protocol REST endpoints and health probes (FastAPI router).
+
+Inference itself runs on the bare ASGI path of :mod:`service.rest.v2_infer`; its routes here
+document it in the OpenAPI schema.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -10,11 +13,9 @@ from fastapi import APIRouter, Request, Response
 from service import jsonio
 from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelRef, State
-from service.errors import Code, InvalidArgument, ServingError
-from service.memory import MemoryBudget
-from service.metrics import Metrics
+from service.errors import Code, ServingError
 from service.rest import v2_codec
-from service.rest.http import read_body
+from service.rest.v2_infer import V2InferHandler, model_ref
 from service.servable import Servable
 
 PLATFORM = "tensorflow_savedmodel"
@@ -30,24 +31,18 @@ class V2Endpoints:
     def __init__(
         self,
         dataplane: DataPlane,
-        metrics: Metrics,
         auth: TokenAuth,
-        max_body: int,
         server_version: str,
-        memory: MemoryBudget,
+        infer_handler: V2InferHandler,
     ) -> None:
         self.dataplane = dataplane
-        self.metrics = metrics
         self.auth = auth
-        self.max_body = max_body
         self.server_version = server_version
-        self.memory = memory
+        self.infer_handler = infer_handler
 
     def _ref(self, request: Request, name: str, version: str | None) -> ModelRef:
         self.auth.check(request.headers.get("authorization", "").encode() or None)
-        if version is not None and not version.isdigit():
-            raise InvalidArgument(f"version must be an integer, got {version!r}")
-        return ModelRef(name, int(version) if version else None)
+        return model_ref(name, version)
 
     def _resolve(self, request: Request, name: str, version: str | None) -> Servable:
         return self.dataplane.resolve(self._ref(request, name, version))
@@ -96,40 +91,11 @@ class V2Endpoints:
         )
 
     async def infer(self, request: Request, name: str, version: str | None = None) -> Response:
-        started = time.perf_counter()
-        code, model_version = Code.OK, ""
-        reservation = self.memory.reservation()
-        try:
-            ref = self._ref(request, name, version)
-            servable = self.dataplane.route(ref, lambda key: _header(request, key))
-            model_version = str(servable.version)
-            body = await read_body(request.scope, request.receive, self.max_body, reservation)
-            reservation.take(jsonio.parse_cost(body), "parsing the JSON request body")
-            info = servable.signature(None)
-            decoded = v2_codec.decode_request(jsonio.loads(body), info)
-            result = await self.dataplane.predict(servable, info, decoded.inputs, decoded.outputs, ref)
-            reply: dict[str, Any] = {
-                "model_name": servable.name,
-                "model_version": model_version,
-                "outputs": v2_codec.encode_outputs(result.outputs, info),
-            }
-            if decoded.id is not None:
-                reply["id"] = decoded.id
-            finite = jsonio.all_finite(result.outputs.values())
-            return Response(jsonio.dumps(reply, finite), media_type="application/json")
-        except ServingError as exc:
-            code = exc.code
-            raise
-        finally:
-            reservation.release()
-            seconds = time.perf_counter() - started
-            model = self.dataplane.metrics_name(name)
-            self.metrics.observe(model, model_version, "infer", code, "rest", seconds)
-
-
-def _header(request: Request, key: str) -> bytes | None:
-    value = request.headers.get(key)
-    return value.encode() if value is not None else None
+        """Documents ``/infer`` in the OpenAPI schema. Requests are answered by the bare handler
+        (:class:`V2InferHandler`), which ``RestApp`` calls first; one that still gets here (Starlette's
+        ``$`` also accepts a path ending in a newline) is answered by it too, the same way."""
+        status, body = await self.infer_handler.answer(request.scope, request.receive, name, version)
+        return Response(body, status_code=status, media_type="application/json")
 
 
 def build_router(endpoints: V2Endpoints) -> APIRouter:

@@ -8,12 +8,11 @@ tensor data itself is decoded by :mod:`service.rest.codec`, the one JSON tensor 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from service import shapes
+from service import jsonio, shapes
 from service import signature as sig
 from service.errors import InvalidArgument
 from service.rest import codec
@@ -39,8 +38,7 @@ DATATYPES = frozenset(
 MAX_DIM = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):
     """A validated request: its id (echoed back), decoded inputs and requested output names."""
 
     id: str | None
@@ -55,38 +53,40 @@ def decode_request(doc: Any, info: sig.SignatureInfo) -> InferRequest:
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidArgument("'id' must be a string")
-    _parameters(doc, "")
+    if (params := doc.get("parameters")) is not None:
+        _parameters(params, "")
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidArgument("'inputs' must be a non-empty list of tensors")
     decoded: dict[str, np.ndarray] = {}
     for i, item in enumerate(inputs):
-        name, array = _input(item, f"inputs[{i}]", info)
+        name, array = _input(item, i, info)
         if name in decoded:
             raise InvalidArgument(f"inputs[{i}]: input '{name}' is given more than once")
         decoded[name] = array
-    return InferRequest(request_id, decoded, _requested_outputs(doc.get("outputs")))
+    outputs = doc.get("outputs")
+    return InferRequest(request_id, decoded, [] if outputs is None else _requested_outputs(outputs))
 
 
-def _input(item: Any, where: str, info: sig.SignatureInfo) -> tuple[str, np.ndarray]:
+def _input(item: Any, i: int, info: sig.SignatureInfo) -> tuple[str, np.ndarray]:
+    """One ``inputs[i]``, checked field by field (messages built only on error: this is per request)."""
     if not isinstance(item, dict):
-        raise InvalidArgument(f"{where} must be an object")
+        raise InvalidArgument(f"inputs[{i}] must be an object")
     name, shape, datatype = item.get("name"), item.get("shape"), item.get("datatype")
     if not isinstance(name, str) or "data" not in item or shape is None or datatype is None:
-        raise InvalidArgument(f"{where} needs 'name', 'shape', 'datatype' and 'data'")
-    _parameters(item, f"{where}.")
+        raise InvalidArgument(f"inputs[{i}] needs 'name', 'shape', 'datatype' and 'data'")
+    if (params := item.get("parameters")) is not None:
+        _parameters(params, f"inputs[{i}].")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise InvalidArgument(
-            f"{where}.datatype: {datatype!r} is not an Open Inference Protocol "
+            f"inputs[{i}].datatype: {datatype!r} is not an Open Inference Protocol "
             f"datatype ({', '.join(sorted(DATATYPES))})"
         )
     if not isinstance(shape, list):
-        raise InvalidArgument(f"{where}.shape: 'shape' must be a list of non-negative integers")
-    for j, dim in enumerate(shape):
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim <= MAX_DIM:
-            raise InvalidArgument(
-                f"{where}.shape[{j}]: 'shape' must be a list of non-negative integers below 2^63, got {dim!r}"
-            )
+        raise InvalidArgument(f"inputs[{i}].shape: 'shape' must be a list of non-negative integers")
+    for dim in shape:
+        if type(dim) is not int or not 0 <= dim <= MAX_DIM:  # type(True) is bool, not int
+            _bad_dim(shape, i)
     tensor = info.inputs.get(name)
     if tensor is None:
         raise InvalidArgument(f"unexpected input '{name}'; the model takes {sorted(info.inputs)}")
@@ -102,11 +102,17 @@ def _input(item: Any, where: str, info: sig.SignatureInfo) -> tuple[str, np.ndar
     return name, shapes.reshape(arr, shape, what)
 
 
-def _parameters(obj: dict[str, Any], where: str) -> None:
-    """``parameters``, when present, is an object of string, number or boolean values."""
-    params = obj.get("parameters")
-    if params is None:
-        return
+def _bad_dim(shape: list[Any], i: int) -> None:
+    for j, dim in enumerate(shape):
+        if type(dim) is not int or not 0 <= dim <= MAX_DIM:
+            raise InvalidArgument(
+                f"inputs[{i}].shape[{j}]: 'shape' must be a list of non-negative integers below 2^63, "
+                f"got {dim!r}"
+            )
+
+
+def _parameters(params: Any, where: str) -> None:
+    """``parameters``, when present (not null), is an object of string, number or boolean values."""
     if not isinstance(params, dict):
         raise InvalidArgument(f"{where}parameters: must be an object of string, number or boolean values")
     for key, value in params.items():
@@ -117,30 +123,48 @@ def _parameters(obj: dict[str, Any], where: str) -> None:
 
 
 def _requested_outputs(outputs: Any) -> list[str]:
-    if outputs is None:
-        return []
     if not isinstance(outputs, list):
         raise InvalidArgument("'outputs' must be a list of objects with a 'name'")
     names = []
     for i, item in enumerate(outputs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidArgument(f"outputs[{i}]: 'outputs' must be a list of objects with a 'name'")
-        _parameters(item, f"outputs[{i}].")
+        if (params := item.get("parameters")) is not None:
+            _parameters(params, f"outputs[{i}].")
         names.append(item["name"])
     return names
 
 
 def encode_outputs(outputs: dict[str, np.ndarray], info: sig.SignatureInfo) -> list[dict[str, Any]]:
-    """Output tensors as the protocol's flat, row-major ``data`` lists."""
+    """Output tensors as the protocol's flat, row-major ``data`` lists (the shape as a tuple: a
+    JSON array to both encoders)."""
     return [
         {
             "name": k,
-            "shape": list(v.shape),
+            "shape": v.shape,
             "datatype": info.outputs[k].v2_datatype,
-            "data": codec.encode_value(k, v.reshape(-1)),
+            "data": codec.encode_value(k, v.ravel()),
         }
         for k, v in outputs.items()
     ]
+
+
+def encode_reply(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: dict[str, np.ndarray],
+    info: sig.SignatureInfo,
+) -> bytes:
+    """The inference response body; ``id`` echoes the request's when it had one."""
+    reply: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "outputs": encode_outputs(outputs, info),
+    }
+    if request_id is not None:
+        reply["id"] = request_id
+    return jsonio.dumps_arrays(reply, outputs.values())
 
 
 def tensor_metadata(tensor: sig.TensorInfo) -> dict[str, Any]:

@@ -32,6 +32,26 @@ def test_nan_and_infinity_tokens_and_tiny_numbers_still_parse() -> None:
     assert doc[1:] == [np.inf, -np.inf, 0.0]
 
 
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"id": "7", "data": np.array([1.5, -2.0], dtype=np.float32)},
+        {"id": "null", "data": np.array([1.5], dtype=np.float32)},  # "null" in a string, all finite
+        {"data": np.array([np.nan, np.inf, -np.inf, 0.1], dtype=np.float32)},
+        {"a": np.array([1, 2], dtype=np.int64), "b": np.array([[np.nan]], dtype=np.float64)},
+    ],
+)
+def test_dumps_arrays_writes_what_the_finite_check_would_choose(obj: dict[str, Any]) -> None:
+    arrays = [v for v in obj.values() if isinstance(v, np.ndarray)]
+    assert jsonio.dumps_arrays(obj, arrays) == jsonio.dumps(obj, jsonio.all_finite(arrays))
+
+
+def test_dumps_arrays_writes_non_finite_values_as_tf_serving_does() -> None:
+    data = np.array([np.nan, np.inf, -np.inf, 3.0], dtype=np.float32)
+    out = jsonio.dumps_arrays({"d": data}, [data])
+    assert out == b'{"d":[NaN,Infinity,-Infinity,3.0]}'
+
+
 FLOAT = sig.TensorInfo("x", types_pb2.DT_FLOAT, None)
 STRING = sig.TensorInfo("s", types_pb2.DT_STRING, None)
 

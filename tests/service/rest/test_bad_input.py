@@ -175,3 +175,13 @@ def test_client_chosen_model_names_cannot_grow_the_metrics_without_bound(model_b
         }
         assert len(names) == 17, names  # the first 16 unknown names, then "(other)"
         assert "(other)" in names
+
+
+# "²" and "١" are digits to str.isdigit; int() refuses the first and reads the second as 1
+@pytest.mark.parametrize("version", ["%C2%B2", "%D9%A1", "abc", "-1"])
+def test_a_v2_version_that_is_not_ascii_digits_is_400(client: TestClient, version: str) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    r = client.post(f"/v2/models/linear/versions/{version}/infer", json=body)
+    assert _error(r, 400).startswith("version must be an integer, got ")
+    assert _error(client.get(f"/v2/models/linear/versions/{version}"), 400).startswith("version must be")
+    assert _error(client.get(f"/v2/models/linear/versions/{version}/ready"), 400).startswith("version must")
