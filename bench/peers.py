@@ -130,14 +130,7 @@ def body(peer: Peer, rows: int, features: int = 3) -> bytes:
     """The request body for ``rows`` rows of the benchmark's input (the same rows as every target)."""
     if peer.protocol in (V1, BENTO):  # BentoML maps the JSON keys to the API's parameters
         return tfs.rest_body(rows, features)
-    data = tfs.rows(rows, features)
-    tensor = {
-        "name": INPUT_NAME,
-        "shape": [len(data), len(data[0])],
-        "datatype": "FP32",
-        "data": [v for row in data for v in row],
-    }
-    return json.dumps({"inputs": [tensor]}).encode()
+    return tfs.v2_body(rows, features, INPUT_NAME)
 
 
 def answer_ok(peer: Peer, answer: Any, rows: int) -> bool:

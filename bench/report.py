@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,7 @@ def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
                     _ratio(p.x_ceiling),
                 )
             )
+    out += _issue13_checks(get, at)
     for off, on, label in (
         ("modelship-rest", "modelship-rest-batching", "REST"),
         ("modelship-grpc", "modelship-grpc-batching", "gRPC"),
@@ -282,6 +284,36 @@ def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
                     f"{b.rps:,.0f} vs {a.rps:,.0f} req/s",
                 )
             )
+    return out
+
+
+def _issue13_checks(get: Callable[[str, int], Point | None], at: int) -> list[Check]:
+    """Issue 13: REST v1 near its ceiling, V2 as cheap as v1, gRPC near its ceiling and batching."""
+    out: list[Check] = []
+    v1, v2, grpc = get("modelship-rest", at), get("modelship-v2", at), get("modelship-grpc", at)
+    if v1 is not None and v1.x_ceiling is not None:
+        out.append(Check(f"REST v1 c={at}: >= 0.6x bare ASGI", v1.x_ceiling >= 0.6, _ratio(v1.x_ceiling)))
+    if v1 is not None and v2 is not None and v1.cpu_us_per_request > 0:
+        ratio = v2.cpu_us_per_request / v1.cpu_us_per_request
+        out.append(
+            Check(
+                f"V2 infer c={at}: server CPU per request <= 1.2x REST v1's",
+                ratio <= 1.2,
+                f"{ratio:.2f}x: {v2.cpu_us_per_request:,.0f} vs {v1.cpu_us_per_request:,.0f} µs",
+            )
+        )
+    if grpc is not None and grpc.x_ceiling is not None:
+        ratio_text = _ratio(grpc.x_ceiling)
+        out.append(Check(f"gRPC c={at}: >= 0.9x bare grpc.aio", grpc.x_ceiling >= 0.9, ratio_text))
+    batched = get("modelship-grpc-batching", 64)
+    if batched is not None and batched.mean_batch:
+        out.append(
+            Check(
+                "gRPC+batching c=64: mean batch >= 4 (meant for --model heavy)",
+                batched.mean_batch >= 4,
+                f"{batched.mean_batch:.1f} rows per model call",
+            )
+        )
     return out
 
 

@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nTraffic split and shadow against {traffic.BASELINE} (same run):")
         print("\n".join(traffic_lines))
     if items:
-        print("\nTargets of issues 3 and 12 (informational, never gated):")
+        print("\nTargets of issues 3, 12 and 13 (informational, never gated):")
         print(report.checks_text(items))
     print(
         f"\nREST load: {rest_gen}\ngRPC load: {grpc_gen}\nCPUs: {pinning}; load average "

@@ -32,6 +32,7 @@ class Target:
     kind: str  # seed | bare-asgi | bare-grpc | modelship | peer (bench/peers.py)
     batching: bool = False
     traffic: str = ""  # "split" or "shadow": two versions and a traffic file (bench/traffic.py)
+    v2: bool = False  # REST: KServe V2 ``/v2/models/<name>/infer`` instead of TF Serving's ``:predict``
 
     @property
     def is_ceiling(self) -> bool:
@@ -47,6 +48,7 @@ TARGETS = (
     Target("bare-asgi", "bare ASGI", REST, "bare-asgi"),
     Target("modelship-rest", "modelship", REST, "modelship"),
     Target("modelship-rest-batching", "modelship+batching", REST, "modelship", batching=True),
+    Target("modelship-v2", "modelship V2 infer", REST, "modelship", v2=True),
     Target("modelship-rest-split", "modelship 90/10 split", REST, "modelship", traffic=traffic.SPLIT),
     Target("modelship-rest-shadow", "modelship shadow 10%", REST, "modelship", traffic=traffic.SHADOW),
     Target("bare-grpc", "bare grpc.aio", GRPC, "bare-grpc"),
@@ -158,6 +160,13 @@ def rest_ok(url: str, body: bytes) -> bool:
         return response.status == 200 and isinstance(answer.get("predictions"), list)
 
 
+def v2_ok(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer: Any = json.loads(response.read())
+        return response.status == 200 and isinstance(answer.get("outputs"), list)
+
+
 def launch(target: Target, ctx: Context) -> Running:
     """Start ``target`` bound to 127.0.0.1 and wait until a real predict succeeds on its transport."""
     rest_port, grpc_port = free_port(), free_port()
@@ -168,9 +177,15 @@ def launch(target: Target, ctx: Context) -> Running:
         running.metrics_url = f"http://127.0.0.1:{rest_port}/metrics"
     try:
         if target.transport == REST:
-            running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
-            body = tfs.rest_body(ctx.rows, ctx.features)
-            procs.wait_for(lambda: rest_ok(running.url, body), ctx.ready_timeout, proc, log, target.key)
+            if target.v2:
+                running.url = f"http://127.0.0.1:{rest_port}/v2/models/{ctx.model_name}/infer"
+                body = running.body = tfs.v2_body(ctx.rows, ctx.features, ctx.input_name)
+                probe = lambda: v2_ok(running.url, body)  # noqa: E731
+            else:
+                running.url = f"http://127.0.0.1:{rest_port}/v1/models/{ctx.model_name}:predict"
+                body = tfs.rest_body(ctx.rows, ctx.features)
+                probe = lambda: rest_ok(running.url, body)  # noqa: E731
+            procs.wait_for(probe, ctx.ready_timeout, proc, log, target.key)
             if target.traffic:  # both versions serving before the split is measured
                 name = ctx.model_name
                 ready = lambda: traffic.both_available(rest_port, name)  # noqa: E731

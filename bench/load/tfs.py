@@ -6,6 +6,7 @@ descriptors compiled into the official ``*_pb2`` modules and written to a tempor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def rest_body(n: int, features: int) -> bytes:
     """TF Serving's row format for :func:`rows`: ``{"instances": [[1.0, 2.0, 3.0], ...]}``."""
     row = "[" + ", ".join(f"{v:.1f}" for v in rows(1, features)[0]) + "]"
     return ('{"instances": [' + ", ".join(row for _ in range(n)) + "]}").encode()
+
+
+def v2_body(n: int, features: int, input_name: str = "x") -> bytes:
+    """The Open Inference (KServe V2) body for :func:`rows`: one FP32 tensor, flat, with its shape."""
+    data = rows(n, features)
+    tensor = {
+        "name": input_name,
+        "shape": [n, features],
+        "datatype": "FP32",
+        "data": [v for row in data for v in row],
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
 
 
 def predict_request(model_name: str, n: int, features: int, input_name: str = "x") -> Any:

@@ -1,0 +1,37 @@
+"""The issue-13 targets the benchmark reports (informational): computed from the run's points."""
+
+from __future__ import annotations
+
+from bench.report import Point, checks
+
+
+def _point(target: str, transport: str, conns: int, rps: float, cpu: float, **extra: float) -> Point:
+    return Point(
+        target=target, name=target, transport=transport, connections=conns, rps=rps, server_cpu=cpu, **extra
+    )
+
+
+def test_v2_cost_ceiling_ratios_and_grpc_batch_size_are_reported() -> None:
+    points = [
+        _point("modelship-rest", "REST", 32, 10_000, 0.5, x_ceiling=0.45),  # 50 µs per request
+        _point("modelship-v2", "REST", 32, 9_000, 0.53),  # 59 µs: 1.18x
+        _point("modelship-grpc", "gRPC", 32, 3_000, 0.9, x_ceiling=0.92),
+        _point("modelship-grpc-batching", "gRPC", 64, 2_000, 0.9, mean_batch=3.5),
+    ]
+    by_text = {c.text: c for c in checks(points)}
+    assert by_text["REST v1 c=32: >= 0.6x bare ASGI"].met is False
+    v2 = by_text["V2 infer c=32: server CPU per request <= 1.2x REST v1's"]
+    assert v2.met is True
+    assert v2.detail.startswith("1.18x: 59 vs 50 µs")
+    assert by_text["gRPC c=32: >= 0.9x bare grpc.aio"].met is True
+    assert by_text["gRPC+batching c=64: mean batch >= 4 (meant for --model heavy)"].met is False
+
+
+def test_a_v2_run_dearer_than_its_bound_is_not_met_and_absent_targets_are_left_out() -> None:
+    points = [
+        _point("modelship-rest", "REST", 32, 10_000, 0.5),
+        _point("modelship-v2", "REST", 32, 5_000, 0.5),
+    ]
+    texts = {c.text: c for c in checks(points)}
+    assert texts["V2 infer c=32: server CPU per request <= 1.2x REST v1's"].met is False  # 2x
+    assert not any(t.startswith(("gRPC", "REST v1")) for t in texts)
