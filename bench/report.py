@@ -377,7 +377,7 @@ def write_markdown(path: Path, meta: dict[str, Any], points: list[Point], items:
     if skips:
         body += "\nSkipped:\n\n" + "\n".join(f"- {name}: {why}" for name, why in skips.items()) + "\n"
     if items:
-        body += "\nTargets of issue 3 in this run:\n\n" + checks_text(items, "- ") + "\n"
+        body += "\nTargets of issues 3, 12 and 13 in this run:\n\n" + checks_text(items, "- ") + "\n"
     path.write_text(body)
 
 
