@@ -52,7 +52,7 @@ def test_helm_upgrade_rolls_every_pod_without_a_failed_request(
     before = load_client.wait_served(50)
     report(f"t={clock()}s load running: {before['served']} served before the upgrade")
 
-    release.helm("replicaCount=2", f"podAnnotations.it-rollout={secrets.token_hex(4)}")
+    release.helm("replicaCount=2", f"podAnnotations.it-rollout=rev-{secrets.token_hex(4)}")
     release.kube.run(
         "kubectl",
         "rollout",
