@@ -59,7 +59,7 @@ TOOLING_ENV = frozenset(
 )
 
 
-_QUANTITY = re.compile(r"^\s*(\d+)\s*([KMGTPE]i?|k)?\s*$")
+_QUANTITY = re.compile(r"^\s*([0-9]+)\s*([KMGTPE]i?|k)?\s*$")
 _UNITS = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 

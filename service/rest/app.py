@@ -16,6 +16,7 @@ from service.errors import ServingError
 from service.memory import MemoryBudget
 from service.metrics import CONTENT_TYPE, Metrics
 from service.rest import v2_infer
+from service.rest.handler import HandlerDeps
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, respond
 from service.rest.v1 import V1Handler
 from service.rest.v2 import V2Endpoints, build_router
@@ -120,8 +121,9 @@ def create_app(
             include_in_schema=path == "/metrics",
             summary="Prometheus metrics",
         )
-    infer = V2InferHandler(dataplane, metrics, auth, max_body, memory)
+    deps = HandlerDeps(dataplane, metrics, auth, max_body, memory)
+    infer = V2InferHandler(deps)
     v2 = V2Endpoints(dataplane, auth, version, infer)
     api.include_router(build_router(v2))
     api.add_api_route(TRAFFIC_PATH, v2.traffic, methods=["GET"], summary="Applied traffic config (Modelship)")
-    return RestApp(V1Handler(dataplane, metrics, auth, max_body, memory, cors), infer, api)
+    return RestApp(V1Handler(deps, cors), infer, api)

@@ -14,7 +14,6 @@ predict path carries no framework routing or validation.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from typing import Any
@@ -22,24 +21,21 @@ from typing import Any
 from google.protobuf import json_format
 
 from service import jsonio
-from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelRef, State
-from service.errors import Code, InvalidArgument, ServingError
-from service.memory import MemoryBudget, Reservation
-from service.metrics import Metrics
+from service.dataplane import ModelRef, State
+from service.errors import Code, InvalidArgument
+from service.memory import Reservation
 from service.rest import codec
+from service.rest.handler import HandlerDeps, failure
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, header, read_body, respond
 from service.servable import Servable
 
-log = logging.getLogger(__name__)
-
 POST_RE = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r"/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
     r":(classify|regress|predict)",
     re.IGNORECASE,
 )
 GET_RE = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
     r"(?:/(metadata))?",
     re.IGNORECASE,
 )
@@ -54,20 +50,12 @@ CORS_HEADERS = [
 class V1Handler:
     """Handles every ``/v1`` request; one instance per server."""
 
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        metrics: Metrics,
-        auth: TokenAuth,
-        max_body: int,
-        memory: MemoryBudget,
-        cors: bool = False,
-    ) -> None:
-        self.dataplane = dataplane
-        self.metrics = metrics
-        self.auth = auth
-        self.max_body = max_body
-        self.memory = memory
+    def __init__(self, deps: HandlerDeps, cors: bool = False) -> None:
+        self.dataplane = deps.dataplane
+        self.metrics = deps.metrics
+        self.auth = deps.auth
+        self.max_body = deps.max_body
+        self.memory = deps.memory
         self.headers = [*JSON_HEADERS, *CORS_HEADERS] if cors else JSON_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,12 +93,8 @@ class V1Handler:
             else:
                 raise InvalidArgument(f"Malformed request: {method} {path}")
             code = Code.OK
-        except ServingError as exc:
-            code, status, payload = exc.code, exc.http_status, error_body(exc.message)
-        except Exception:  # the last line of defence: a clean 500, the traceback only in the log
-            log.exception("%s %s failed", method, path)
-            self.metrics.internal_errors.labels("rest").inc()
-            code, status, payload = Code.INTERNAL, 500, error_body("internal error")
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, see handler.failure
+            code, status, payload = failure(exc, self.metrics, f"{method} {path}")
         await respond(send, status, payload, headers)
         if model:
             self.metrics.observe(

@@ -16,24 +16,20 @@ and counted in ``modelship_internal_errors_total``.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from urllib.parse import parse_qsl
 
 from service import jsonio
-from service.auth import TokenAuth
-from service.dataplane import DataPlane, ModelRef
-from service.errors import Code, InvalidArgument, ServingError
-from service.memory import MemoryBudget, Reservation
-from service.metrics import Metrics
+from service.dataplane import ModelRef
+from service.errors import Code, InvalidArgument
+from service.memory import Reservation
 from service.rest import v2_codec
-from service.rest.http import Receive, Scope, Send, error_body, header, read_body, respond
+from service.rest.handler import HandlerDeps, failure
+from service.rest.http import Receive, Scope, Send, header, read_body, respond
 from service.servable import Servable
 
 __all__ = ["INFER_RE", "V2InferHandler", "match", "model_ref", "query_version"]
-
-log = logging.getLogger(__name__)
 
 # Starlette's ``{name}`` and ``{version}``: one path segment each, case-sensitive.
 INFER_RE = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -70,19 +66,12 @@ def model_ref(name: str, version: str | None) -> ModelRef:
 class V2InferHandler:
     """Answers V2 infer requests; one instance per server."""
 
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        metrics: Metrics,
-        auth: TokenAuth,
-        max_body: int,
-        memory: MemoryBudget,
-    ) -> None:
-        self.dataplane = dataplane
-        self.metrics = metrics
-        self.auth = auth
-        self.max_body = max_body
-        self.memory = memory
+    def __init__(self, deps: HandlerDeps) -> None:
+        self.dataplane = deps.dataplane
+        self.metrics = deps.metrics
+        self.auth = deps.auth
+        self.max_body = deps.max_body
+        self.memory = deps.memory
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
@@ -105,12 +94,9 @@ class V2InferHandler:
             servable = self.dataplane.route(ref, lambda key: header(scope, key.encode()))
             model_version = str(servable.version)
             status, payload = 200, await self._infer(scope, receive, reservation, ref, servable)
-        except ServingError as exc:
-            code, status, payload = exc.code, exc.http_status, error_body(exc.message)
-        except Exception:  # the last line of defence: a clean 500, the traceback only in the log
-            log.exception("%s %s failed", scope.get("method", ""), scope.get("path", ""))
-            self.metrics.internal_errors.labels("rest").inc()
-            code, status, payload = Code.INTERNAL, 500, error_body("internal error")
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, see handler.failure
+            what = f"{scope.get('method', '')} {scope.get('path', '')}"
+            code, status, payload = failure(exc, self.metrics, what)
         finally:
             reservation.release()
         seconds = time.perf_counter() - started

@@ -175,6 +175,7 @@ def test_the_cache_bound_takes_bytes_or_a_kubernetes_quantity(value: object, exp
     assert Settings(model_cache_max_bytes=value).model_cache_max_bytes == expected  # type: ignore[arg-type]
 
 
-def test_a_bad_cache_bound_is_refused() -> None:
+@pytest.mark.parametrize("value", ["4 gigs", "\u0664Gi"])  # "٤Gi": int() reads Arabic-Indic digits
+def test_a_bad_cache_bound_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="is not a byte count"):
-        Settings(model_cache_max_bytes="4 gigs")  # type: ignore[arg-type]
+        Settings(model_cache_max_bytes=value)  # type: ignore[arg-type]

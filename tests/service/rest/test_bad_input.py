@@ -185,3 +185,11 @@ def test_a_v2_version_that_is_not_ascii_digits_is_400(client: TestClient, versio
     assert _error(r, 400).startswith("version must be an integer, got ")
     assert _error(client.get(f"/v2/models/linear/versions/{version}"), 400).startswith("version must be")
     assert _error(client.get(f"/v2/models/linear/versions/{version}/ready"), 400).startswith("version must")
+
+
+@pytest.mark.parametrize("version", ["%C2%B2", "%D9%A1"])
+def test_a_v1_version_that_is_not_ascii_digits_is_malformed(client: TestClient, version: str) -> None:
+    """``\\d`` would take "١" (Arabic-Indic one) and serve version 1; TF Serving's routes take [0-9]."""
+    r = client.post(f"/v1/models/linear/versions/{version}:predict", json={"instances": [[1, 2, 3]]})
+    assert _error(r, 400).startswith("Malformed request")
+    assert _error(client.get(f"/v1/models/linear/versions/{version}"), 400).startswith("Malformed request")
