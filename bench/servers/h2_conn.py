@@ -377,6 +377,8 @@ class H2Connection(asyncio.Protocol):
 
     def pump(self) -> None:
         """Send waiting response DATA within the connection's and each stream's window."""
+        if self.send_window <= 0 or not self.blocked:
+            return  # cheap while the connection window is shut, however many responses wait
         for sid, s in list(self.blocked.items()):
             while s.pending:
                 n = min(len(s.pending), self.send_window, s.send_window, self.peer_max_frame)

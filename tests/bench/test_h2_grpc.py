@@ -292,3 +292,23 @@ def test_encoded_blocks_decode_with_hpack() -> None:
     fields = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-message", "x" * 300)]
     assert hpack.Decoder().decode(h2_hpack.encode(fields)) == fields
     assert h2_hpack.leaves_table_alone(h2_hpack.encode(fields))
+
+
+def test_responses_queue_while_the_connection_window_is_shut() -> None:
+    conn, transport = connect({"/p/M": lambda message: b"b" * 70_000})
+    encoder = hpack.Encoder()
+    conn.data_received(b"".join(call_frames(encoder, sid, b"hi") for sid in (1, 3, 5)))
+    transport.frames()
+    assert list(conn.blocked) == [1, 3, 5]  # the first has used the whole connection window
+    grant = b"".join(
+        h2_conn.frame(h2_conn.WINDOW_UPDATE, 0, sid, struct.pack(">I", 200_000)) for sid in (1, 3, 5)
+    )
+    conn.data_received(grant + h2_conn.frame(h2_conn.WINDOW_UPDATE, 0, 0, struct.pack(">I", 300_000)))
+    ends = [
+        sid
+        for kind, flags, sid, _ in transport.frames()
+        if kind == h2_conn.HEADERS and flags & h2_conn.END_STREAM
+    ]
+    assert ends == [1, 3, 5]  # answered in order
+    assert not conn.blocked
+    assert not conn.streams
