@@ -3,9 +3,10 @@
 The server runs as a real subprocess on 127.0.0.1 and is called through the official grpcio
 PredictionService stubs: the fixed answer, 50 concurrent calls on one channel, a request larger
 than the 64 KiB stream window (flow control), an unknown method, deadlines and cancels on a slow
-server. In-process tests feed raw frames to one connection: PING and SETTINGS are acknowledged,
+server; and Modelship's real Predict on the same server (bench/servers/h2_modelship.py): a real
+prediction, Modelship's own errors. In-process tests feed raw frames to one connection: PING and SETTINGS are acknowledged,
 a response larger than the peer's window waits for WINDOW_UPDATE, a compressed message and a
-bad preface are refused; and the HPACK helpers' cache stays correct.
+bad preface are refused, responses queue while the connection window is shut; and the HPACK helpers' cache stays correct.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from bench.servers.h2_conn import H2Connection
 from tests.fixtures import ROOT, free_port
 
 
-def start_server(log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(log: Path, *extra: str, module: str = "h2_grpc") -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    argv = [sys.executable, "-m", "bench.servers.h2_grpc", f"--port={port}", "--model-name=linear", *extra]
+    argv = [sys.executable, "-m", f"bench.servers.{module}", f"--port={port}", *extra]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -50,7 +51,7 @@ def start_server(log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, address = start_server(tmp_path_factory.mktemp("h2") / "server.log")
+    proc, address = start_server(tmp_path_factory.mktemp("h2") / "server.log", "--model-name=linear")
     yield address
     proc.terminate()
     proc.wait(10)
@@ -58,7 +59,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, address = start_server(tmp_path_factory.mktemp("h2") / "slow.log", "--delay-ms=300")
+    proc, address = start_server(
+        tmp_path_factory.mktemp("h2") / "slow.log", "--model-name=linear", "--delay-ms=300"
+    )
+    yield address
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def modelship_server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[str]:
+    flags = ("--model_name=linear", f"--model_base_path={model_base / 'linear'}")
+    proc, address = start_server(
+        tmp_path_factory.mktemp("h2") / "modelship.log", *flags, module="h2_modelship"
+    )
     yield address
     proc.terminate()
     proc.wait(10)
@@ -141,6 +155,36 @@ def test_deadline_and_cancel_leave_the_connection_usable(slow_server: str) -> No
         time.sleep(0.4)  # the server's tasks for both would have answered by now
         calls = [client.Predict.future(request(), timeout=10) for _ in range(5)]
         assert [c.result().model_spec.name for c in calls] == ["linear"] * 5
+
+
+@pytest.mark.slow
+def test_modelship_predict_on_the_prototype(modelship_server: str) -> None:
+    channel, client = stub(modelship_server)
+    with channel:
+        deadline = time.monotonic() + 120
+        while True:  # the listener is up before the model has loaded
+            try:
+                response = client.Predict(request(), timeout=10)
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert response.model_spec.name == "linear"
+        assert response.model_spec.version.value == 1
+        (output,) = response.outputs.values()
+        assert len(output.float_val) == 1  # one row in, one prediction out
+        bad = request()
+        bad.inputs["x"].dtype = 0  # DT_INVALID: Modelship's own error, through the context's abort
+        with pytest.raises(grpc.RpcError) as caught:
+            client.Predict(bad, timeout=10)
+        assert caught.value.code() != grpc.StatusCode.OK
+        assert "dtype" in caught.value.details()
+        missing = request()
+        missing.model_spec.name = "nope"
+        with pytest.raises(grpc.RpcError) as caught:
+            client.Predict(missing, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 # -- one connection in process, raw frames ---------------------------------------------------------
