@@ -29,14 +29,16 @@ class Target:
     key: str  # command-line id
     name: str  # label in the table
     transport: str  # REST or gRPC
-    kind: str  # seed | bare-asgi | bare-grpc | modelship | peer (bench/peers.py)
+    kind: str  # seed | bare-asgi | bare-grpc | h2-grpc | modelship | h2-modelship | peer (bench/peers.py)
     batching: bool = False
     traffic: str = ""  # "split" or "shadow": two versions and a traffic file (bench/traffic.py)
     v2: bool = False  # REST: KServe V2 ``/v2/models/<name>/infer`` instead of TF Serving's ``:predict``
 
     @property
     def is_ceiling(self) -> bool:
-        return self.kind.startswith("bare-")
+        """A fixed answer, no model: the bare servers, and the h2-grpc prototype (ceiling-like, but
+        the gRPC ratios stay against bare-grpc: ``x ceiling`` is taken against that target's key)."""
+        return self.kind.startswith("bare-") or self.kind == "h2-grpc"
 
     @property
     def is_baseline(self) -> bool:
@@ -52,11 +54,14 @@ TARGETS = (
     Target("modelship-rest-split", "modelship 90/10 split", REST, "modelship", traffic=traffic.SPLIT),
     Target("modelship-rest-shadow", "modelship shadow 10%", REST, "modelship", traffic=traffic.SHADOW),
     Target("bare-grpc", "bare grpc.aio", GRPC, "bare-grpc"),
+    Target("h2-grpc", "prototype h2 gRPC server", GRPC, "h2-grpc"),
     Target("modelship-grpc", "modelship", GRPC, "modelship"),
     Target("modelship-grpc-batching", "modelship+batching", GRPC, "modelship", batching=True),
+    Target("h2-modelship", "modelship on the h2 prototype", GRPC, "h2-modelship"),
 )
 BY_KEY = {t.key: t for t in TARGETS}
-DEFAULT_TARGETS = tuple(t for t in TARGETS if not t.traffic)  # the traffic ones on request
+# the traffic ones and the h2 prototypes (issue 13's moonshot) on request
+DEFAULT_TARGETS = tuple(t for t in TARGETS if not t.traffic and not t.kind.startswith("h2-"))
 
 
 @dataclass
@@ -132,8 +137,13 @@ def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> lis
         ]
     if target.kind == "bare-asgi":
         return [py, "-m", "bench.servers.bare_asgi", f"--port={rest_port}"]
-    if target.kind == "bare-grpc":
-        return [py, "-m", "bench.servers.bare_grpc", f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
+    if target.kind in ("bare-grpc", "h2-grpc"):
+        module = "bench.servers." + target.kind.replace("-", "_")
+        return [py, "-m", module, f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
+    if target.kind == "h2-modelship":  # Modelship's Predict on the prototype server (no REST)
+        module = "bench.servers.h2_modelship"
+        models = [f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}"]
+        return [py, "-m", module, f"--port={grpc_port}", *models, *ctx.modelship_args]
     if target.traffic:
         config, traffic_file = traffic.files(ctx.work, ctx.model_name, ctx.version_dir, target.traffic)
         models = [f"--model_config_file={config}", f"--traffic_config_file={traffic_file}"]
