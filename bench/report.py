@@ -305,15 +305,16 @@ def _issue13_checks(get: Callable[[str, int], Point | None], at: int) -> list[Ch
     if grpc is not None and grpc.x_ceiling is not None:
         ratio_text = _ratio(grpc.x_ceiling)
         out.append(Check(f"gRPC c={at}: >= 0.9x bare grpc.aio", grpc.x_ceiling >= 0.9, ratio_text))
-    batched = get("modelship-grpc-batching", 64)
-    if batched is not None and batched.mean_batch:
-        out.append(
-            Check(
-                "gRPC+batching c=64: mean batch >= 4 (meant for --model heavy)",
-                batched.mean_batch >= 4,
-                f"{batched.mean_batch:.1f} rows per model call",
+    for key, where in (("modelship-grpc-batching", ""), ("h2-modelship-batching", " on the h2 prototype")):
+        batched = get(key, 64)
+        if batched is not None and batched.mean_batch:
+            out.append(
+                Check(
+                    f"gRPC+batching{where} c=64: mean batch >= 4 (meant for --model heavy)",
+                    batched.mean_batch >= 4,
+                    f"{batched.mean_batch:.1f} rows per model call",
+                )
             )
-        )
     return out
 
 

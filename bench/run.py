@@ -72,8 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default: all but the traffic ones and the h2 prototypes): "
         + ", ".join(t.key for t in TARGETS)
         + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too; "
-        + "h2-grpc and h2-modelship (issue 13's prototype HTTP/2 gRPC server, fixed answer or Modelship's "
-        + "Predict: bench/servers/h2_grpc.py, h2_modelship.py) are compared with bare-grpc, so list it too; "
+        + "h2-grpc, h2-modelship and h2-modelship-batching (issue 13's prototype HTTP/2 gRPC server, "
+        + "fixed answer or Modelship's Predict: bench/servers/h2_grpc.py, h2_modelship.py) "
+        + "are compared with bare-grpc, so list it too; "
         + "optional peer servers (bench/peers.py, skipped when not installed): "
         + ", ".join(t.key for t in peers.TARGETS),
     )

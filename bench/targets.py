@@ -58,6 +58,9 @@ TARGETS = (
     Target("modelship-grpc", "modelship", GRPC, "modelship"),
     Target("modelship-grpc-batching", "modelship+batching", GRPC, "modelship", batching=True),
     Target("h2-modelship", "modelship on the h2 prototype", GRPC, "h2-modelship"),
+    Target(
+        "h2-modelship-batching", "modelship+batching on the h2 prototype", GRPC, "h2-modelship", batching=True
+    ),
 )
 BY_KEY = {t.key: t for t in TARGETS}
 # the traffic ones and the h2 prototypes (issue 13's moonshot) on request
@@ -143,7 +146,10 @@ def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> lis
     if target.kind == "h2-modelship":  # Modelship's Predict on the prototype server (no REST)
         module = "bench.servers.h2_modelship"
         models = [f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}"]
-        return [py, "-m", module, f"--port={grpc_port}", *models, *ctx.modelship_args]
+        argv = [py, "-m", module, f"--port={grpc_port}", f"--rest_api_port={rest_port}", *models]
+        if target.batching:
+            argv += ["--enable_batching=true", f"--batching_parameters_file={ctx.batching_file}"]
+        return argv + ctx.modelship_args
     if target.traffic:
         config, traffic_file = traffic.files(ctx.work, ctx.model_name, ctx.version_dir, target.traffic)
         models = [f"--model_config_file={config}", f"--traffic_config_file={traffic_file}"]
@@ -183,7 +189,7 @@ def launch(target: Target, ctx: Context) -> Running:
     log = ctx.work / f"{target.key}.log"
     proc = procs.start(command(target, ctx, rest_port, grpc_port), log, server_env(), ROOT, ctx.cpus)
     running = Running(target, proc, log)
-    if target.kind == "modelship":
+    if target.kind in ("modelship", "h2-modelship"):
         running.metrics_url = f"http://127.0.0.1:{rest_port}/metrics"
     try:
         if target.transport == REST:

@@ -6,7 +6,8 @@ place of the fixed answer: each request is decoded by ``service.grpc.registratio
 ``service.grpc.servicer.PredictionService.Predict`` itself (routing, signature, tensors, the
 dataplane, metrics), with a small stand-in for ``grpc.aio.ServicerContext``. The model server is
 ``service.server.ModelServer`` built from Modelship's own flags (its repository loads and polls the
-models as usual); only Predict is served, and no REST, health or reflection::
+models as usual); only Predict is served over gRPC, no health or reflection; with
+``--rest_api_port`` Modelship's REST API (and ``/metrics``) runs beside it on the same loop::
 
     python -m bench.servers.h2_modelship --port 8605 --model_name linear --model_base_path DIR
 
@@ -63,15 +64,21 @@ async def serve(argv: list[str], host: str, port: int) -> None:
     from service.cli import parse_settings
     from service.server import ModelServer
 
-    # our port as its gRPC port (never bound by it: its grpc.aio server is not built), REST off
-    settings = parse_settings([*argv, f"--port={port}", "--rest_api_port=0", f"--host={host}"])
+    # our port as its gRPC port (never bound by it: its grpc.aio server is not built); REST (with
+    # /metrics, e.g. the batch-size histogram) only when --rest_api_port is given
+    rest = any(a.startswith("--rest_api_port") and a.rpartition("=")[2] != "0" for a in argv)
+    extra = [] if rest else ["--rest_api_port=0"]
+    settings = parse_settings([*argv, *extra, f"--port={port}", f"--host={host}"])
     server = ModelServer(settings)
     server.repository.start()
     methods = {PREDICT: predict_method(server)}
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: H2Connection(methods), host, port, backlog=1024)
     async with listener:
-        await listener.serve_forever()
+        if rest:
+            await asyncio.gather(listener.serve_forever(), server.build_rest().serve())
+        else:
+            await listener.serve_forever()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,7 +4,7 @@ The server runs as a real subprocess on 127.0.0.1 and is called through the offi
 PredictionService stubs: the fixed answer, 50 concurrent calls on one channel, a request larger
 than the 64 KiB stream window (flow control), an unknown method, deadlines and cancels on a slow
 server; and Modelship's real Predict on the same server (bench/servers/h2_modelship.py): a real
-prediction, Modelship's own errors. In-process tests feed raw frames to one connection: PING and SETTINGS are acknowledged,
+prediction, Modelship's own errors, its batch queue with REST /metrics beside it. In-process tests feed raw frames to one connection: PING and SETTINGS are acknowledged,
 a response larger than the peer's window waits for WINDOW_UPDATE, a compressed message and a
 bad preface are refused, responses queue while the connection window is shut; and the HPACK helpers' cache stays correct.
 """
@@ -356,3 +356,51 @@ def test_responses_queue_while_the_connection_window_is_shut() -> None:
     assert ends == [1, 3, 5]  # answered in order
     assert not conn.blocked
     assert not conn.streams
+
+
+def test_modelship_batching_on_the_prototype_merges_and_reports_on_its_rest_metrics(
+    tmp_path: Path, model_base: Path
+) -> None:
+    """h2-modelship-batching: the batch queue serves the prototype's calls; /metrics on REST shows it."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    rest = free_port()
+    batching = tmp_path / "batching.pbtxt"
+    batching.write_text("max_batch_size { value: 64 } batch_timeout_micros { value: 20000 }\n")
+    flags = (
+        "--model_name=linear",
+        f"--model_base_path={model_base / 'linear'}",
+        f"--rest_api_port={rest}",
+        "--enable_batching=true",
+        f"--batching_parameters_file={batching}",
+    )
+    proc, address = start_server(tmp_path / "batching.log", *flags, module="h2_modelship")
+    try:
+        channel, client = stub(address)
+        with channel:
+            deadline = time.monotonic() + 120
+            while True:  # the listener is up before the model has loaded
+                try:
+                    client.Predict(request(), timeout=10)
+                    break
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(lambda _: client.Predict(request(), timeout=10), range(16)))
+        assert all(len(a.outputs["y"].float_val) == 1 for a in answers)
+        url = f"http://127.0.0.1:{rest}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        values = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith(("modelship_batch_size_sum", "modelship_batch_size_count"))
+        }
+        assert values["modelship_batch_size_sum"] == 17  # every row went through the batch queue
+        assert values["modelship_batch_size_count"] < 17  # the 20 ms timeout merged concurrent calls
+    finally:
+        proc.terminate()
+        proc.wait(10)

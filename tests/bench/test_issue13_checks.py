@@ -17,6 +17,7 @@ def test_v2_cost_ceiling_ratios_and_grpc_batch_size_are_reported() -> None:
         _point("modelship-v2", "REST", 32, 9_000, 0.53),  # 59 µs: 1.18x
         _point("modelship-grpc", "gRPC", 32, 3_000, 0.9, x_ceiling=0.92),
         _point("modelship-grpc-batching", "gRPC", 64, 2_000, 0.9, mean_batch=3.5),
+        _point("h2-modelship-batching", "gRPC", 64, 4_000, 0.9, mean_batch=21.3),
     ]
     by_text = {c.text: c for c in checks(points)}
     assert by_text["REST v1 c=32: >= 0.6x bare ASGI"].met is False
@@ -25,6 +26,9 @@ def test_v2_cost_ceiling_ratios_and_grpc_batch_size_are_reported() -> None:
     assert v2.detail.startswith("1.18x: 59 vs 50 µs")
     assert by_text["gRPC c=32: >= 0.9x bare grpc.aio"].met is True
     assert by_text["gRPC+batching c=64: mean batch >= 4 (meant for --model heavy)"].met is False
+    prototype = by_text["gRPC+batching on the h2 prototype c=64: mean batch >= 4 (meant for --model heavy)"]
+    assert prototype.met is True
+    assert prototype.detail == "21.3 rows per model call"
 
 
 def test_a_v2_run_dearer_than_its_bound_is_not_met_and_absent_targets_are_left_out() -> None:
