@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Union, cast
 
 from bench.servers import h2_hpack
@@ -58,6 +58,16 @@ class GrpcError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+
+
+def run(main: Coroutine[object, object, None]) -> None:
+    """Run a prototype server's ``main`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:

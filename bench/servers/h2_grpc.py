@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2
 
+from bench.servers import h2_conn
 from bench.servers.bare_grpc import fixed_response
 from bench.servers.h2_conn import INTERNAL, GrpcError, H2Connection, Unary
 
@@ -92,12 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     coro = serve(args.host, args.port, args.model_name, args.delay_ms / 1000)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+    h2_conn.run(coro)
 
 
 if __name__ == "__main__":

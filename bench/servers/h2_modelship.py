@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from bench.servers import h2_conn
 from bench.servers.h2_conn import GrpcError, H2Connection, Unary
 from bench.servers.h2_grpc import PREDICT
 
@@ -94,12 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("give Modelship's model flags too (e.g. --model_name NAME --model_base_path DIR)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     coro = serve(modelship_flags, args.host, args.port)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+    h2_conn.run(coro)
 
 
 if __name__ == "__main__":
