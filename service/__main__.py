@@ -25,9 +25,11 @@ def main() -> int:
             from service.traffic import parse
 
             parse(traffic_file.read_bytes(), str(traffic_file))
-        from service.grpc.server import parse_channel_arguments
+        from service.grpc.server import h2_server, parse_channel_arguments
 
-        parse_channel_arguments(settings.grpc_channel_arguments)
+        channel_arguments = parse_channel_arguments(settings.grpc_channel_arguments)
+        if settings.grpc_server == "modelship":
+            h2_server(channel_arguments)  # refuses the arguments it cannot honour
         if settings.enable_batching:
             from service.batching import BatchingParameters
 

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "memory_budget_bytes",
         "grpc_max_message_bytes",
         "grpc_channel_arguments",
+        "grpc_server",
         "enable_serialization_as_tensor_content",
         "rest_api_enable_cors_support",
         "shutdown_timeout_seconds",

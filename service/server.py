@@ -159,6 +159,7 @@ class ModelServer:
             self.memory,
             s.enable_serialization_as_tensor_content,
             s.grpc_channel_arguments,
+            s.grpc_server,
         )
 
     async def serve(self) -> None:

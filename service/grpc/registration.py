@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message_factory
@@ -88,8 +88,14 @@ def unwrapping(behavior: Callable[..., Any], streaming: bool) -> Callable[..., A
     return unary
 
 
+class Registry(Protocol):
+    """Where services are registered: a ``grpc.aio.Server`` or Modelship's own HTTP/2 server."""
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None: ...
+
+
 def add_service(
-    server: grpc.aio.Server,
+    server: Registry,
     service: ServiceDescriptor,
     servicer: Any,
     budget: MemoryBudget,

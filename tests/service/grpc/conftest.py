@@ -1,4 +1,9 @@
-"""A channel to the module's own ``server`` fixture (each gRPC test module serves what it needs)."""
+"""The gRPC tests' shared fixtures: the server implementation under test, and a channel to it.
+
+Every gRPC test module serves what it needs from its own ``server`` fixture, once per
+implementation (``--grpc_server``): grpcio (grpc.aio) and modelship (Modelship's own HTTP/2
+server), so the official stubs must pass against both.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,14 @@ import grpc
 import pytest
 
 from tests.fixtures import ServerProcess
+
+IMPLEMENTATIONS = ("grpcio", "modelship")
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def grpc_server_flag(request: pytest.FixtureRequest) -> str:
+    """``--grpc_server=...`` for the module's server: each module runs once per implementation."""
+    return f"--grpc_server={request.param}"
 
 
 @pytest.fixture(scope="module")

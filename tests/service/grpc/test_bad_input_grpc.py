@@ -30,10 +30,13 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, model_base: Path, grpc_server_flag: str
+) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc-bad")
     with ServerProcess.running(
-        [f"--model_base_path={model_base / 'linear'}", "--model_name=linear"], tmp / "server.log"
+        [f"--model_base_path={model_base / 'linear'}", "--model_name=linear", grpc_server_flag],
+        tmp / "server.log",
     ) as proc:
         yield proc
 

@@ -45,10 +45,13 @@ def _config(model_base: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, model_base: Path, grpc_server_flag: str
+) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc-fuzz")
     (tmp / "models.config").write_text(_config(model_base))
-    with ServerProcess.running([f"--model_config_file={tmp / 'models.config'}"], tmp / "server.log") as proc:
+    args = [f"--model_config_file={tmp / 'models.config'}", grpc_server_flag]
+    with ServerProcess.running(args, tmp / "server.log") as proc:
         yield proc
 
 

@@ -30,13 +30,15 @@ X = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, model_base: Path) -> Iterator[ServerProcess]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, model_base: Path, grpc_server_flag: str
+) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("grpc")
     cfg = tmp / "models.config"
     cfg.write_text(f"""model_config_list {{
         config {{ name: 'linear' base_path: '{model_base / "linear"}' version_labels {{ key: 'stable' value: 1 }} }}
         config {{ name: 'multi' base_path: '{model_base / "multi"}' }} }}""")
-    with ServerProcess.running([f"--model_config_file={cfg}"], tmp / "server.log") as proc:
+    with ServerProcess.running([f"--model_config_file={cfg}", grpc_server_flag], tmp / "server.log") as proc:
         yield proc
 
 

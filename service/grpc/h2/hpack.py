@@ -1,17 +1,19 @@
-"""HPACK (RFC 7541) for the prototype HTTP/2 gRPC server (``bench/servers/h2_grpc.py``).
+"""HPACK (RFC 7541) for Modelship's own gRPC server: a caching decoder and a stateless encoder.
 
-Decoding goes through the ``hpack`` package (one ``hpack.Decoder`` per connection, since the
-dynamic table is per connection and every header block must be decoded in arrival order), with a
-small per-connection cache keyed by the block's bytes. A cached result is only valid while the
-dynamic table is what it was when the block was decoded, so:
+Decoding goes through the ``hpack`` package (python-hyper's, MIT; one ``hpack.Decoder`` per
+connection, since the dynamic table is per connection and every header block must be decoded in
+arrival order), with a small per-connection cache keyed by the block's bytes: gRPC clients send
+the same block call after call once its fields are in the dynamic table, so most calls skip the
+decoder. A cached result is only valid while the dynamic table is what it was when the block was
+decoded, so:
 
 - a block is cached only if it does not change the table itself (no literal with incremental
   indexing, no dynamic table size update: checked by walking its representations), and
 - the whole cache is dropped whenever a block that does change the table is decoded.
 
-Encoding needs no library: the server only sends a few fixed header sets, written as literals
-without indexing (``:status 200`` as static index 8), so the encoder never touches the peer's view
-of our dynamic table and a prebuilt block can be sent on any connection, any number of times.
+Encoding needs no library: the server only sends a few header sets, written as literals without
+indexing (``:status 200`` as static index 8), so the encoder never touches the peer's view of our
+dynamic table and a prebuilt block can be sent on any connection, any number of times.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from typing import cast
 
 import hpack
 
-# what a malformed block can raise (hpack's own errors, or a value that is not UTF-8)
+
+class HpackError(Exception):
+    """A header block that cannot be decoded: a connection error (COMPRESSION_ERROR)."""
+
+
+# what a malformed block makes the hpack package raise (its own errors, or a value not UTF-8)
 DECODE_ERRORS: tuple[type[Exception], ...] = (hpack.HPACKError, UnicodeDecodeError)
 CACHE_LIMIT = 64  # header blocks kept per connection
 
@@ -73,11 +80,14 @@ class Decoder:
         self._cache: dict[bytes, list[tuple[str, str]]] = {}
 
     def decode(self, block: bytes) -> list[tuple[str, str]]:
-        """The (name, value) pairs of one complete header block; raises one of :data:`DECODE_ERRORS`."""
+        """The (name, value) pairs of one complete header block; raises :class:`HpackError`."""
         hit = self._cache.get(block)
         if hit is not None:
             return hit
-        headers = cast(list[tuple[str, str]], self._decoder.decode(block))  # a list of HeaderTuple
+        try:
+            headers = cast(list[tuple[str, str]], self._decoder.decode(block))
+        except DECODE_ERRORS as exc:
+            raise HpackError(str(exc)) from None
         if leaves_table_alone(block):
             if len(self._cache) < CACHE_LIMIT:
                 self._cache[block] = headers
