@@ -302,10 +302,20 @@ def _issue13_checks(get: Callable[[str, int], Point | None], at: int) -> list[Ch
                 f"{ratio:.2f}x: {v2.cpu_us_per_request:,.0f} vs {v1.cpu_us_per_request:,.0f} µs",
             )
         )
-    if grpc is not None and grpc.x_ceiling is not None:
-        ratio_text = _ratio(grpc.x_ceiling)
-        out.append(Check(f"gRPC c={at}: >= 0.9x bare grpc.aio", grpc.x_ceiling >= 0.9, ratio_text))
-    for key, where in (("modelship-grpc-batching", ""), ("h2-modelship-batching", " on the h2 prototype")):
+    h2 = get("modelship-grpc-h2", at)
+    for point, where in ((grpc, ""), (h2, " --grpc_server=modelship")):
+        if point is not None and point.x_ceiling is not None:
+            text = f"gRPC{where} c={at}: >= 0.9x bare grpc.aio"
+            out.append(Check(text, point.x_ceiling >= 0.9, _ratio(point.x_ceiling)))
+    bare_h2 = get("bare-grpc-h2", at)
+    if h2 is not None and bare_h2 is not None and bare_h2.rps:
+        ratio = h2.rps / bare_h2.rps
+        text = f"gRPC --grpc_server=modelship c={at}: >= 0.9x its own bare h2 server"
+        out.append(Check(text, ratio >= 0.9, _ratio(ratio)))
+    for key, where in (
+        ("modelship-grpc-batching", ""),
+        ("modelship-grpc-h2-batching", " --grpc_server=modelship"),
+    ):
         batched = get(key, 64)
         if batched is not None and batched.mean_batch:
             out.append(

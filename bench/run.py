@@ -69,12 +69,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--targets",
         default=",".join(t.key for t in DEFAULT_TARGETS),
         help="comma-separated targets to run, in the order given "
-        "(default: all but the traffic ones and the h2 prototypes): "
+        "(default: all but the traffic ones): "
         + ", ".join(t.key for t in TARGETS)
         + "; the traffic targets (split, shadow) are compared with modelship-rest, so list it too; "
-        + "h2-grpc, h2-modelship and h2-modelship-batching (issue 13's prototype HTTP/2 gRPC server, "
-        + "fixed answer or Modelship's Predict: bench/servers/h2_grpc.py, h2_modelship.py) "
-        + "are compared with bare-grpc, so list it too; "
+        + "every gRPC target's x ceiling is against bare-grpc (grpc.aio), the *-h2 ones "
+        + "(--grpc_server=modelship) are also checked against bare-grpc-h2; "
         + "optional peer servers (bench/peers.py, skipped when not installed): "
         + ", ".join(t.key for t in peers.TARGETS),
     )

@@ -29,22 +29,24 @@ class Target:
     key: str  # command-line id
     name: str  # label in the table
     transport: str  # REST or gRPC
-    kind: str  # seed | bare-asgi | bare-grpc | h2-grpc | modelship | h2-modelship | peer (bench/peers.py)
+    kind: str  # seed | bare-asgi | bare-grpc | modelship | peer (bench/peers.py)
     batching: bool = False
     traffic: str = ""  # "split" or "shadow": two versions and a traffic file (bench/traffic.py)
     v2: bool = False  # REST: KServe V2 ``/v2/models/<name>/infer`` instead of TF Serving's ``:predict``
+    grpc_server: str = "grpcio"  # gRPC: grpcio (grpc.aio) or modelship (service.grpc.h2)
 
     @property
     def is_ceiling(self) -> bool:
-        """A fixed answer, no model: the bare servers, and the h2-grpc prototype (ceiling-like, but
-        the gRPC ratios stay against bare-grpc: ``x ceiling`` is taken against that target's key)."""
-        return self.kind.startswith("bare-") or self.kind == "h2-grpc"
+        """A fixed answer, no model: the bare servers (``x ceiling`` is against ``bare-asgi`` for
+        REST and ``bare-grpc``, grpc.aio, for gRPC; ``bare-grpc-h2`` is the h2 server's own)."""
+        return self.kind.startswith("bare-")
 
     @property
     def is_baseline(self) -> bool:
         return self.kind == "seed"
 
 
+H2 = "modelship"  # --grpc_server=modelship
 TARGETS = (
     Target("seed", "seed baseline", REST, "seed"),
     Target("bare-asgi", "bare ASGI", REST, "bare-asgi"),
@@ -54,17 +56,21 @@ TARGETS = (
     Target("modelship-rest-split", "modelship 90/10 split", REST, "modelship", traffic=traffic.SPLIT),
     Target("modelship-rest-shadow", "modelship shadow 10%", REST, "modelship", traffic=traffic.SHADOW),
     Target("bare-grpc", "bare grpc.aio", GRPC, "bare-grpc"),
-    Target("h2-grpc", "prototype h2 gRPC server", GRPC, "h2-grpc"),
+    Target("bare-grpc-h2", "bare h2 server", GRPC, "bare-grpc", grpc_server=H2),
     Target("modelship-grpc", "modelship", GRPC, "modelship"),
     Target("modelship-grpc-batching", "modelship+batching", GRPC, "modelship", batching=True),
-    Target("h2-modelship", "modelship on the h2 prototype", GRPC, "h2-modelship"),
+    Target("modelship-grpc-h2", "modelship h2 server", GRPC, "modelship", grpc_server=H2),
     Target(
-        "h2-modelship-batching", "modelship+batching on the h2 prototype", GRPC, "h2-modelship", batching=True
+        "modelship-grpc-h2-batching",
+        "modelship+batching h2 server",
+        GRPC,
+        "modelship",
+        batching=True,
+        grpc_server=H2,
     ),
 )
 BY_KEY = {t.key: t for t in TARGETS}
-# the traffic ones and the h2 prototypes (issue 13's moonshot) on request
-DEFAULT_TARGETS = tuple(t for t in TARGETS if not t.traffic and not t.kind.startswith("h2-"))
+DEFAULT_TARGETS = tuple(t for t in TARGETS if not t.traffic)  # the traffic ones on request
 
 
 @dataclass
@@ -140,16 +146,16 @@ def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> lis
         ]
     if target.kind == "bare-asgi":
         return [py, "-m", "bench.servers.bare_asgi", f"--port={rest_port}"]
-    if target.kind in ("bare-grpc", "h2-grpc"):
-        module = "bench.servers." + target.kind.replace("-", "_")
-        return [py, "-m", module, f"--port={grpc_port}", f"--model-name={ctx.model_name}"]
-    if target.kind == "h2-modelship":  # Modelship's Predict on the prototype server (no REST)
-        module = "bench.servers.h2_modelship"
-        models = [f"--model_name={ctx.model_name}", f"--model_base_path={ctx.base_path}"]
-        argv = [py, "-m", module, f"--port={grpc_port}", f"--rest_api_port={rest_port}", *models]
-        if target.batching:
-            argv += ["--enable_batching=true", f"--batching_parameters_file={ctx.batching_file}"]
-        return argv + ctx.modelship_args
+    if target.kind == "bare-grpc":
+        module = "bench.servers.bare_grpc"
+        return [
+            py,
+            "-m",
+            module,
+            f"--port={grpc_port}",
+            f"--model-name={ctx.model_name}",
+            f"--server={target.grpc_server}",
+        ]
     if target.traffic:
         config, traffic_file = traffic.files(ctx.work, ctx.model_name, ctx.version_dir, target.traffic)
         models = [f"--model_config_file={config}", f"--traffic_config_file={traffic_file}"]
@@ -163,6 +169,7 @@ def command(target: Target, ctx: Context, rest_port: int, grpc_port: int) -> lis
         f"--rest_api_port={rest_port}",
         f"--port={grpc_port}",
         "--host=127.0.0.1",
+        f"--grpc_server={target.grpc_server}",
     ]
     if target.batching:
         argv += ["--enable_batching=true", f"--batching_parameters_file={ctx.batching_file}"]
@@ -189,7 +196,7 @@ def launch(target: Target, ctx: Context) -> Running:
     log = ctx.work / f"{target.key}.log"
     proc = procs.start(command(target, ctx, rest_port, grpc_port), log, server_env(), ROOT, ctx.cpus)
     running = Running(target, proc, log)
-    if target.kind in ("modelship", "h2-modelship"):
+    if target.kind == "modelship":
         running.metrics_url = f"http://127.0.0.1:{rest_port}/metrics"
     try:
         if target.transport == REST:

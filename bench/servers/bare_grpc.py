@@ -1,17 +1,21 @@
-"""The gRPC ceiling in Python here: a bare ``grpc.aio`` PredictionService with a fixed answer.
+"""The gRPC ceilings in Python here: a bare PredictionService with a fixed answer, per server.
 
 It implements ``tensorflow.serving.PredictionService/Predict`` with the official
 ``tensorflow_serving.apis`` stubs (so requests are parsed as PredictRequest) and returns one
-prebuilt PredictResponse; every other method is left UNIMPLEMENTED::
+prebuilt PredictResponse; every other method is left UNIMPLEMENTED. ``--server`` picks the gRPC
+server under it, as Modelship's ``--grpc_server`` does: ``grpcio`` (``grpc.aio``, on asyncio's loop)
+or ``modelship`` (``service.grpc.h2``, Modelship's own HTTP/2 server, on uvloop as Modelship runs
+it)::
 
-    python -m bench.servers.bare_grpc --port 8603
+    python -m bench.servers.bare_grpc --port 8603 [--server modelship]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -38,12 +42,24 @@ class FixedPrediction(prediction_service_pb2_grpc.PredictionServiceServicer):  #
         return self.response
 
 
-async def serve(host: str, port: int, model_name: str) -> None:
-    server = grpc.aio.server()
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(model_name), server)
-    server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    await server.wait_for_termination()
+async def serve(host: str, port: int, model_name: str, implementation: str = "grpcio") -> None:
+    if implementation == "grpcio":
+        server = grpc.aio.server()
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            FixedPrediction(model_name), server
+        )
+        server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        await server.wait_for_termination()
+        return
+    from service.grpc.h2.connection import Limits
+    from service.grpc.h2.server import H2Server
+
+    h2 = H2Server(Limits())
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FixedPrediction(model_name), h2)
+    h2.add_insecure_port(f"{host}:{port}")
+    await h2.start()
+    await h2.closed.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -55,8 +71,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, required=True, help="gRPC port")
     parser.add_argument("--model-name", default="linear", help="model name echoed in the response")
+    parser.add_argument(
+        "--server",
+        choices=("grpcio", "modelship"),
+        default="grpcio",
+        help="the gRPC server: grpcio (grpc.aio) or modelship (Modelship's own HTTP/2 server)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.model_name))
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+    if args.server == "modelship":  # the loop Modelship serves on (service.server.run)
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            runner = uvloop.run
+    runner(serve(args.host, args.port, args.model_name, args.server))
 
 
 if __name__ == "__main__":
