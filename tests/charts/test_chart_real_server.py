@@ -105,8 +105,9 @@ def paths(tmp_path: Path) -> _Paths:
 GRPC_ON = "helmTest.grpcHealth=true"
 
 
+@pytest.mark.parametrize("grpc_server", ["grpcio", "modelship"])
 def test_image_source_config_labels_probes_and_helm_test(
-    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path
+    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path, grpc_server: str
 ) -> None:
     rendered = render(
         set_=[
@@ -114,9 +115,12 @@ def test_image_source_config_labels_probes_and_helm_test(
             "model.versionLabels.stable=1",
             "model.versionPolicy.type=specific",
             "model.versionPolicy.specificVersions={1}",
+            f"server.grpcServer={grpc_server}",
             GRPC_ON,
         ]
     )
+    (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert f"--grpc_server={grpc_server}" in container["args"]
     server = _server_from_chart(rendered, paths, tmp_path / "server.log")
     try:
         _probe_paths_answer(rendered, server)

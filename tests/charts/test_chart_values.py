@@ -23,6 +23,7 @@ SCHEMA_REJECTS = [
     (["model.source.url.sha256=not-hex"], ["/model/source/url/sha256", "does not match pattern"]),
     (["model.source.url.url=ftp://x/m.tgz"], ["/model/source/url/url", "does not match pattern"]),
     (["server.restPort=70000"], ["/server/restPort", "maximum"]),
+    (["server.grpcServer=grpc.aio"], ["/server/grpcServer", "grpcio", "modelship"]),
     (["rollout.maxSurge=lots"], ["/rollout/maxSurge"]),
     (["service.grpcAppProtocol=h2"], ["/service/grpcAppProtocol", "kubernetes.io/h2c"]),
     (["model.versionLabels.stable=one"], ["/model/versionLabels/stable", "want integer"]),
