@@ -52,7 +52,7 @@ async def serve(host: str, port: int, model_name: str, implementation: str = "gr
         await server.start()
         await server.wait_for_termination()
         return
-    from service.grpc.h2.connection import Limits
+    from service.grpc.h2.limits import Limits
     from service.grpc.h2.server import H2Server
 
     h2 = H2Server(Limits())

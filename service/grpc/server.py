@@ -21,7 +21,7 @@ from tensorflow_serving.apis.prediction_service_pb2 import DESCRIPTOR as PREDICT
 from service.auth import TokenAuth
 from service.dataplane import DataPlane
 from service.errors import InvalidArgument
-from service.grpc.h2.connection import Limits
+from service.grpc.h2.limits import Limits
 from service.grpc.h2.server import H2Server
 from service.grpc.registration import add_service
 from service.grpc.servicer import ModelService, PredictionService

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 import grpc
 
 from service.grpc.h2.calls import Call, Method
-from service.grpc.h2.connection import H2Connection, Limits
+from service.grpc.h2.connection import H2Connection
+from service.grpc.h2.limits import Limits
 from service.grpc.h2.stream import Stream
 
 MAX_CACHED_PATHS = 256

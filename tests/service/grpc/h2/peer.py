@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import hpack
 
-from service.grpc.h2.connection import H2Connection, Limits
+from service.grpc.h2.connection import H2Connection
 from service.grpc.h2.frames import (
     DATA,
     END_HEADERS,
@@ -27,6 +27,7 @@ from service.grpc.h2.frames import (
     SETTINGS,
     frame,
 )
+from service.grpc.h2.limits import Limits
 from service.grpc.h2.server import H2Server
 
 PEERNAME = ("127.0.0.1", 40000)

@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 import pytest
 
-from service.grpc.h2.connection import Limits
 from service.grpc.h2.frames import DATA, END_STREAM, HEADERS, RST_STREAM, WINDOW_UPDATE, frame
+from service.grpc.h2.limits import Limits
 from tests.service.grpc.h2.peer import RawPeer, grpc_body, server_with, settle
 
 

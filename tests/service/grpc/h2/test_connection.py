@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.grpc.h2.connection import SHUTDOWN_PING, Limits
 from service.grpc.h2.frames import (
     ACK,
     CONTINUATION,
@@ -39,6 +38,8 @@ from service.grpc.h2.frames import (
     WINDOW_UPDATE,
     frame,
 )
+from service.grpc.h2.limits import Limits
+from service.grpc.h2.sender import SHUTDOWN_PING
 from tests.service.grpc.h2.peer import RawPeer, grpc_body, server_with, settle
 
 

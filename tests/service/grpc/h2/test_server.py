@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from service.grpc.h2.connection import Limits
+from service.grpc.h2.limits import Limits
 from service.grpc.h2.server import H2Server
 
 
