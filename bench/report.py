@@ -274,6 +274,7 @@ def checks(points: list[Point], at: int = 32, high: int = 256) -> list[Check]:
     for off, on, label in (
         ("modelship-rest", "modelship-rest-batching", "REST"),
         ("modelship-grpc", "modelship-grpc-batching", "gRPC"),
+        ("modelship-grpc-h2", "modelship-grpc-h2-batching", "gRPC --grpc_server=modelship"),
     ):
         a, b = get(off, high), get(on, high)
         if a is not None and b is not None:

@@ -45,3 +45,16 @@ def test_a_v2_run_dearer_than_its_bound_is_not_met_and_absent_targets_are_left_o
     texts = {c.text: c for c in checks(points)}
     assert texts["V2 infer c=32: server CPU per request <= 1.2x REST v1's"].met is False  # 2x
     assert not any(t.startswith(("gRPC", "REST v1")) for t in texts)
+
+
+def test_batching_on_beats_off_is_checked_on_both_grpc_servers() -> None:
+    points = [
+        _point("modelship-grpc", "gRPC", 256, 657, 1.0),
+        _point("modelship-grpc-batching", "gRPC", 256, 608, 1.0),
+        _point("modelship-grpc-h2", "gRPC", 256, 1_318, 1.0),
+        _point("modelship-grpc-h2-batching", "gRPC", 256, 3_760, 1.0),
+    ]
+    texts = {c.text: c for c in checks(points)}
+    assert texts["gRPC c=256: batching on > off"].met is False
+    h2 = texts["gRPC --grpc_server=modelship c=256: batching on > off"]
+    assert (h2.met, h2.detail) == (True, "3,760 vs 1,318 req/s")
