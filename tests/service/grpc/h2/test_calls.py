@@ -146,10 +146,11 @@ def test_a_request_the_deserializer_refuses_is_internal() -> None:
     assert (fields["grpc-status"], fields["grpc-message"]) == ("13", "Exception deserializing request!")
 
 
-def test_the_deadline_cancels_the_handler_and_ends_deadline_exceeded() -> None:
-    cancelled = asyncio.Event()
+def slow_handler(started: asyncio.Event, cancelled: asyncio.Event) -> Any:
+    """A handler that would answer in 10 s; it sets ``started``, and ``cancelled`` when cancelled."""
 
     async def slow(request: bytes, context: Any) -> bytes:
+        started.set()
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
@@ -157,8 +158,14 @@ def test_the_deadline_cancels_the_handler_and_ends_deadline_exceeded() -> None:
             raise
         return b"late"
 
+    return slow
+
+
+def test_the_deadline_cancels_the_handler_and_ends_deadline_exceeded() -> None:
+    cancelled = asyncio.Event()
+
     async def scenario() -> None:
-        peer = RawPeer(server_with({"M": slow}))
+        peer = RawPeer(server_with({"M": slow_handler(asyncio.Event(), cancelled)}))
         peer.send(peer.call(1, b"?", extra=[("grpc-timeout", "30m")]))
         await asyncio.wait_for(cancelled.wait(), 2)
         await settle()
@@ -172,17 +179,8 @@ def test_rst_stream_cancels_the_handler_and_nothing_is_answered() -> None:
     cancelled = asyncio.Event()
     started = asyncio.Event()
 
-    async def slow(request: bytes, context: Any) -> bytes:
-        started.set()
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return b"late"
-
     async def scenario() -> None:
-        peer = RawPeer(server_with({"M": slow}))
+        peer = RawPeer(server_with({"M": slow_handler(started, cancelled)}))
         peer.send(peer.call(1, b"?"))
         await asyncio.wait_for(started.wait(), 2)
         peer.send(frame(RST_STREAM, 0, 1, struct.pack(">I", 8)))

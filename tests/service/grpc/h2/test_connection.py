@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -45,6 +46,15 @@ from tests.service.grpc.h2.peer import RawPeer, grpc_body, server_with, settle
 
 async def echo(request: bytes, context: object) -> bytes:
     return request
+
+
+def answering(answer: bytes) -> Any:
+    """A handler that answers every call with ``answer``."""
+
+    async def fixed(request: bytes, context: object) -> bytes:
+        return answer
+
+    return fixed
 
 
 def u32(value: int) -> bytes:
@@ -111,11 +121,8 @@ def test_a_unary_answer_goes_out_in_one_write() -> None:
 
 
 def test_response_waits_for_the_peers_windows() -> None:
-    async def big(request: bytes, context: object) -> bytes:
-        return b"a" * 100_000
-
     async def scenario() -> None:
-        peer = RawPeer(server_with({"M": big}))
+        peer = RawPeer(server_with({"M": answering(b"a" * 100_000)}))
         peer.send(peer.call(1, b"hi"))
         await settle()
         sent = peer.frames()
@@ -138,11 +145,8 @@ def test_response_waits_for_the_peers_windows() -> None:
 
 
 def test_a_larger_initial_window_from_settings_applies_to_open_streams() -> None:
-    async def big(request: bytes, context: object) -> bytes:
-        return b"a" * 70_000
-
     async def scenario() -> None:
-        peer = RawPeer(server_with({"M": big}))
+        peer = RawPeer(server_with({"M": answering(b"a" * 70_000)}))
         peer.send(frame(WINDOW_UPDATE, 0, 0, u32(100_000)), peer.call(1, b"hi"))
         await settle()
         assert sum(len(f.payload) for f in peer.frames() if f.kind == DATA) == 65_535
@@ -156,11 +160,8 @@ def test_a_larger_initial_window_from_settings_applies_to_open_streams() -> None
 
 
 def test_responses_queue_in_order_while_the_connection_window_is_shut() -> None:
-    async def big(request: bytes, context: object) -> bytes:
-        return b"b" * 70_000
-
     async def scenario() -> None:
-        peer = RawPeer(server_with({"M": big}))
+        peer = RawPeer(server_with({"M": answering(b"b" * 70_000)}))
         peer.send(*(peer.call(sid, b"hi") for sid in (1, 3, 5)))
         await settle()
         peer.frames()
