@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--version", type=int, help="version number (default: the next integer)")
     e.add_argument("--min-r2", type=float, help="refuse to export if held-out R² is below this")
     e.add_argument("--max-mse", type=float, help="refuse to export if held-out MSE is above this")
+    e.add_argument(
+        "--no-litert",
+        dest="litert",
+        action="store_false",
+        help="do not write the verified LiteRT artifacts (litert/*.tflite) that the slim server image "
+        "serves; the full image converts at load instead",
+    )
 
     v = sub.add_parser(
         "evaluate",
@@ -121,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         from model.pipeline import export_run
 
         gate = QualityGate(min_r2=args.min_r2, max_mse=args.max_mse)
-        path = export_run(args.run_dir, args.base_path, args.name, gate, args.version)
+        path = export_run(args.run_dir, args.base_path, args.name, gate, args.version, litert=args.litert)
         log.info("exported %s", path)
     else:
         from model.evaluate import evaluate_version

@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from model import litert as litert_artifacts
 from model import manifest
 from model.errors import ExportError
 from model.publish import existing_versions as bucket_versions
@@ -70,6 +71,16 @@ def write_warmup(version_dir: Path, model_name: str, example: np.ndarray, input_
         writer.write(log.SerializeToString())
 
 
+def signature_methods(version_dir: Path) -> dict[str, str]:
+    """The method name of each serving signature, as saved in ``saved_model.pb``."""
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    meta = next((m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags), None)
+    if meta is None:
+        return {}
+    return {key: value.method_name for key, value in meta.signature_def.items() if not key.startswith("__")}
+
+
 def export(
     saved_model_dir: Path,
     base_path: Path,
@@ -77,8 +88,13 @@ def export(
     manifest_body: dict[str, Any],
     version: int | None = None,
     warmup: tuple[str, np.ndarray] | None = None,
+    litert: bool = True,
 ) -> Path:
-    """Copy ``saved_model_dir`` to ``<base_path>/<name>/<version>/`` atomically; return that path."""
+    """Copy ``saved_model_dir`` to ``<base_path>/<name>/<version>/`` atomically; return that path.
+
+    With ``litert``, the predict signatures that convert to LiteRT and verify are written beside it
+    (:mod:`model.litert`) and recorded in the manifest, so the slim server image can serve them.
+    """
     if not name or "/" in name or name.startswith("."):
         raise ExportError(f"invalid model name {name!r}")
     model_dir = base_path / name
@@ -95,8 +111,10 @@ def export(
         shutil.copytree(saved_model_dir, staging, dirs_exist_ok=True)
         if warmup is not None:
             write_warmup(staging, name, warmup[1], warmup[0])
+        lite = litert_artifacts.write_artifacts(staging, signature_methods(staging)) if litert else None
         body = {
             **manifest_body,
+            **({"litert": lite} if lite is not None else {}),
             "name": name,
             "version": version,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -121,6 +139,7 @@ def publish(
     manifest_body: dict[str, Any],
     version: int | None = None,
     warmup: tuple[str, np.ndarray] | None = None,
+    litert: bool = True,
 ) -> str:
     """Export to ``<base_url>/<name>/<version>/`` in object storage; return the version's URL."""
     if not name or "/" in name or name.startswith("."):
@@ -132,7 +151,7 @@ def publish(
     if version in taken:
         raise ExportError(f"version {version} already exists at {model_url.child(str(version))}")
     with tempfile.TemporaryDirectory(prefix="modelship-publish-") as tmp:
-        local = export(saved_model_dir, Path(tmp), name, manifest_body, version, warmup)
+        local = export(saved_model_dir, Path(tmp), name, manifest_body, version, warmup, litert)
         upload_version(local, model_url.child(str(version)))
     return str(model_url.child(str(version)))
 

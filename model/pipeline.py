@@ -81,7 +81,12 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 
 def export_run(
-    run_dir: Path, base_path: Path | str, name: str, gate: QualityGate, version: int | None = None
+    run_dir: Path,
+    base_path: Path | str,
+    name: str,
+    gate: QualityGate,
+    version: int | None = None,
+    litert: bool = True,
 ) -> Path | str:
     """Refuse the run if it misses ``gate``; otherwise export it and return the version's path or URL."""
     run = load_run(run_dir)
@@ -100,9 +105,9 @@ def export_run(
     warmup = ("x", example)
     if is_object_url(str(base_path)):
         return exporter.publish(
-            run_dir / "saved_model", ObjectURL.parse(str(base_path)), name, body, version, warmup
+            run_dir / "saved_model", ObjectURL.parse(str(base_path)), name, body, version, warmup, litert
         )
-    return exporter.export(run_dir / "saved_model", Path(base_path), name, body, version, warmup=warmup)
+    return exporter.export(run_dir / "saved_model", Path(base_path), name, body, version, warmup, litert)
 
 
 def _write_csv(path: Path, data: Dataset) -> None:

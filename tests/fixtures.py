@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from model.data import synthetic
 from model.linear import TrainConfig
 from model.metrics import QualityGate
 from model.pipeline import export_run, train_run
+from service import protos
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +39,10 @@ def train_linear(run_dir: Path, seed: int = 0) -> Path:
     return run_dir
 
 
-def export_linear(run_dir: Path, base: Path, version: int | None = None) -> Path:
-    return export_run(run_dir, base, "linear", QualityGate(), version)
+def export_linear(
+    run_dir: Path, base: Path, version: int | None = None, name: str = "linear", litert: bool = True
+) -> Path:
+    return export_run(run_dir, base, name, QualityGate(), version, litert=litert)  # type: ignore[return-value]
 
 
 class MultiIO(tf.Module):  # type: ignore[misc]
@@ -108,6 +112,23 @@ def _set_method(path: Path, key: str, method: str) -> None:
     (path / "saved_model.pb").write_bytes(proto.SerializeToString())
 
 
+WITHOUT = ("tensorflow", "tensorboard", "keras", "tf_keras", "_virtualenv", "__editable__", "modelship")
+
+
+def tensorflow_free_site(dest: Path) -> Path:
+    """``dest`` as a site directory: this venv's packages minus TensorFlow, plus the protobuf closure."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in site.iterdir():
+        lowered = entry.name.lower()
+        serving_api = lowered.startswith("tensorflow_serving")  # pure protobuf modules: it stays
+        if (lowered.startswith(WITHOUT) and not serving_api) or entry.suffix == ".pth":
+            continue
+        (dest / entry.name).symlink_to(entry)
+    protos.copy_tensorflow_protos(dest)
+    return dest
+
+
 def expected_linear(version_dir: Path, x: np.ndarray) -> np.ndarray:
     """What the exported version computes, straight from TensorFlow."""
     loaded = tf.saved_model.load(str(version_dir))
@@ -122,6 +143,7 @@ __all__ = [
     "export_slow",
     "exporter",
     "free_port",
+    "tensorflow_free_site",
     "train_linear",
     "wait_http_ready",
 ]
@@ -161,8 +183,10 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         log: Path | None = None,
         prefix: list[str] | None = None,
+        python: list[str] | None = None,
     ) -> None:
-        """``prefix`` runs before the server's command line (e.g. a wrapper that enters a cgroup)."""
+        """``prefix`` runs before the server's command line (e.g. a wrapper that enters a cgroup);
+        ``python`` replaces this interpreter (e.g. with flags: ``[sys.executable, "-S"]``)."""
         self.rest_port = free_port()
         self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.rest_port}"
@@ -173,7 +197,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [
                 *(prefix or []),
-                sys.executable,
+                *(python or [sys.executable]),
                 "-m",
                 "service",
                 f"--rest_api_port={self.rest_port}",
