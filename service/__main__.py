@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -16,6 +17,11 @@ def main() -> int:
 
     try:
         settings = parse_settings()
+        if settings.runtime != "litert" and importlib.util.find_spec("tensorflow.python") is None:
+            raise ValueError(
+                f"--runtime={settings.runtime} needs TensorFlow, which is not installed here (the slim "
+                "image has none): use --runtime=litert"
+            )
         settings.models()
         settings.auth_token_value()
         traffic_file = settings.traffic_config_file

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+from tensorflow.core.example import example_pb2
+from tensorflow.core.framework import types_pb2
 
 from service import signature as sig
 from service.batching import Batcher, BatchingParameters
@@ -242,7 +243,7 @@ class DataPlane:
     ) -> dict[str, np.ndarray]:
         """Small requests on a LiteRT signature run inline (µs); the rest on the model threads."""
         lite = servable.lite
-        if lite is not None and lite.supports(signature_name):
+        if lite is not None and lite.runs_inline(signature_name):
             rows = next(iter(inputs.values())).shape[:1]
             if rows and rows[0] <= self.inline_max_rows:
                 return lite.run(signature_name, inputs)
@@ -253,8 +254,8 @@ class DataPlane:
         self,
         servable: Servable,
         signature_name: str,
-        example_list: list[tf.train.Example],
-        context: tf.train.Example | None = None,
+        example_list: list[example_pb2.Example],
+        context: example_pb2.Example | None = None,
     ) -> list[float]:
         """TF Serving Regress: one float per example from the signature's ``outputs``."""
         info = servable.signature(signature_name or None, sig.REGRESS_METHOD)
@@ -268,8 +269,8 @@ class DataPlane:
         self,
         servable: Servable,
         signature_name: str,
-        example_list: list[tf.train.Example],
-        context: tf.train.Example | None = None,
+        example_list: list[example_pb2.Example],
+        context: example_pb2.Example | None = None,
     ) -> list[list[tuple[str, float]]]:
         """TF Serving Classify: ``(label, score)`` pairs per example from ``classes``/``scores``."""
         info = servable.signature(signature_name or None, sig.CLASSIFY_METHOD)
@@ -296,15 +297,15 @@ class DataPlane:
         self,
         servable: Servable,
         info: sig.SignatureInfo,
-        example_list: list[tf.train.Example],
-        context: tf.train.Example | None,
+        example_list: list[example_pb2.Example],
+        context: example_pb2.Example | None,
     ) -> Prediction:
         if not example_list:
             raise InvalidArgument("Input is empty")
         if len(info.inputs) != 1:
             raise InvalidArgument(f"Expected one input tensor in {info.name}, got {len(info.inputs)}")
         (input_name,) = info.inputs
-        if info.inputs[input_name].dtype != tf.string.as_datatype_enum:
+        if info.inputs[input_name].dtype != types_pb2.DT_STRING:
             raise Unimplemented(f"signature {info.name} does not take serialized tf.Examples")
         # As TF Serving does: context + example serialized back to back parse as their merge,
         # with the example's features taking precedence.

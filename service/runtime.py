@@ -1,85 +1,138 @@
-"""An optional fast runtime: predict signatures converted to LiteRT at load time.
+"""The LiteRT runtime: predict signatures run as LiteRT flatbuffers instead of through TensorFlow.
 
 One call of a SavedModel signature through TensorFlow costs ~100-200 µs for a small model; the same
-signature as a LiteRT flatbuffer costs ~3 µs. At load time each predict signature with numeric
-inputs is converted, then checked against TensorFlow on the warm-up inputs; only signatures whose
-results match (``rtol=1e-5``) and whose call is cheap (under ``max_call_us`` on the verification
-batch) use LiteRT, everything else keeps TensorFlow. LiteRT calls run inline on the event loop (a
-LiteRT interpreter is not thread-safe, and a thread hop costs more than the call), which is why a
-signature that computes for long stays on TensorFlow's thread pool: it must never stall the loop.
+signature as a LiteRT flatbuffer costs a few µs. A signature gets its flatbuffer one of two ways:
+
+* :func:`from_artifacts`: the version was exported with ``litert/*.tflite`` files that export
+  verified against TensorFlow (:mod:`model.litert`); the manifest, itself verified, names them.
+  No TensorFlow is needed, so this is how the slim image serves (``--runtime=litert``), and the
+  full image skips the conversion.
+* :func:`convert`: at load, for versions exported without artifacts; each numeric predict
+  signature is converted and checked against TensorFlow on random inputs (``rtol=1e-5``).
+
+Each signature has two interpreters over the same flatbuffer: one called inline on the event loop
+for small requests (a LiteRT interpreter is not thread-safe, and a thread hop costs more than the
+call), one behind a lock for the model threads. A signature whose call takes longer than
+``max_call_us`` on a small batch is never run inline: it must not stall the loop.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from model import litert
 from service import signature as sig
 
 log = logging.getLogger(__name__)
 
+MAX_CALL_US = 200.0
+
+
+@dataclass
+class LiteSignature:
+    """The two interpreters of one signature, and whether it may run on the event loop."""
+
+    inline: Any
+    pooled: Any
+    inline_ok: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
 
 class LiteRuntime:
-    """LiteRT runners for the signatures of one version that converted and verified."""
+    """LiteRT runners for the signatures of one version."""
 
-    def __init__(self, runners: dict[str, Any]) -> None:
-        self._runners = runners
+    def __init__(self, signatures: dict[str, LiteSignature]) -> None:
+        self._signatures = signatures
 
     def supports(self, signature_name: str) -> bool:
-        return signature_name in self._runners
+        """Whether the signature runs on LiteRT at all (inline or on the model threads)."""
+        return signature_name in self._signatures
+
+    def runs_inline(self, signature_name: str) -> bool:
+        entry = self._signatures.get(signature_name)
+        return entry is not None and entry.inline_ok
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result: dict[str, np.ndarray] = self._runners[signature_name](**inputs)
+        """Run on the event loop's interpreter (only ever called from the loop's thread)."""
+        result: dict[str, np.ndarray] = self._signatures[signature_name].inline(**inputs)
+        return result
+
+    def run_pooled(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run on the model threads' interpreter, one call at a time."""
+        entry = self._signatures[signature_name]
+        with entry.lock:
+            result: dict[str, np.ndarray] = entry.pooled(**inputs)
         return result
 
     @property
     def signatures(self) -> list[str]:
-        return sorted(self._runners)
+        return sorted(self._signatures)
+
+
+def _entry(
+    flatbuffer: bytes, name: str, inputs: Mapping[str, np.ndarray] | None, threads: int
+) -> LiteSignature:
+    inline = litert.interpreter(flatbuffer).get_signature_runner(name)
+    pooled = litert.interpreter(flatbuffer, threads).get_signature_runner(name)
+    inline_ok = True
+    if inputs is not None:
+        call_us = _median_call_us(inline, inputs)
+        inline_ok = call_us <= MAX_CALL_US
+        if not inline_ok:
+            log.info("signature %s: a LiteRT call takes %.0f µs, too long to run inline", name, call_us)
+    return LiteSignature(inline, pooled, inline_ok)
+
+
+def from_artifacts(
+    path: Path, manifest: Mapping[str, Any], signatures: Mapping[str, sig.SignatureInfo], threads: int = 1
+) -> LiteRuntime:
+    """The runtime for the verified artifacts the manifest lists (its digests were checked on load)."""
+    entries: dict[str, LiteSignature] = {}
+    listed = manifest.get("litert", {}).get("signatures", {})
+    for name, record in sorted(listed.items()):
+        info = signatures.get(name)
+        if info is None:
+            continue
+        flatbuffer = (path / record["file"]).read_bytes()
+        entries[name] = _entry(flatbuffer, name, zero_inputs(info), threads)
+    return LiteRuntime(entries)
 
 
 def convert(
     path: Path,
     signatures: Mapping[str, sig.SignatureInfo],
     samples: Mapping[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]],
-    max_call_us: float = 200.0,
+    threads: int = 1,
 ) -> LiteRuntime:
     """Convert the signatures that have verification ``samples`` (inputs, TF outputs)."""
-    try:
-        import tensorflow as tf
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        log.info("LiteRT not available (%s); using TensorFlow", exc)
-        return LiteRuntime({})
-    runners: dict[str, Any] = {}
+    entries: dict[str, LiteSignature] = {}
     for name, (inputs, expected) in samples.items():
         info = signatures[name]
-        if info.method_name != sig.PREDICT_METHOD or any(
-            t.numpy_dtype is None or t.numpy_dtype == np.dtype(object) for t in info.inputs.values()
-        ):
+        if info.method_name != sig.PREDICT_METHOD or _specs(info) is None:
             continue
         try:
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[name])
-            interpreter = Interpreter(model_content=converter.convert(), num_threads=1)
-            runner = interpreter.get_signature_runner(name)
-            got = runner(**inputs)
+            flatbuffer = litert.convert(path, name)
+            entry = _entry(flatbuffer, name, None, threads)
+            got = entry.inline(**inputs)
         except Exception as exc:  # noqa: BLE001 - any conversion failure means: keep TensorFlow
+            text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             log.info(
-                "signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)",
-                name,
-                path,
-                str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                "signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)", name, path, text
             )
             continue
-        if not _matches(expected, got):
+        if not litert.matches(expected, got):
             log.warning("signature %s of %s stays on TensorFlow: LiteRT results differ", name, path)
             continue
-        call_us = _median_call_us(runner, inputs)
-        if call_us > max_call_us:
+        call_us = _median_call_us(entry.inline, inputs)
+        if call_us > MAX_CALL_US:
             log.info(
                 "signature %s of %s stays on TensorFlow: a LiteRT call takes %.0f µs, too long to run inline",
                 name,
@@ -87,8 +140,29 @@ def convert(
                 call_us,
             )
             continue
-        runners[name] = runner
-    return LiteRuntime(runners)
+        entries[name] = entry
+    return LiteRuntime(entries)
+
+
+def _specs(info: sig.SignatureInfo) -> dict[str, tuple[np.dtype[Any], tuple[int, ...]]] | None:
+    specs = {}
+    for alias, tensor in info.inputs.items():
+        dtype = tensor.numpy_dtype
+        if tensor.shape is None or dtype is None or dtype == np.dtype(object):
+            return None
+        specs[alias] = (dtype, tensor.shape)
+    return specs
+
+
+def zero_inputs(info: sig.SignatureInfo, batch: int = 4) -> dict[str, np.ndarray] | None:
+    """Zeros of ``batch`` rows for a numeric signature (``None`` if its inputs are not all numeric)."""
+    specs = _specs(info)
+    if specs is None:
+        return None
+    return {
+        alias: np.zeros([batch if d < 0 else d for d in dims], dtype)
+        for alias, (dtype, dims) in specs.items()
+    }
 
 
 def _median_call_us(runner: Any, inputs: Mapping[str, np.ndarray], calls: int = 5) -> float:
@@ -100,21 +174,6 @@ def _median_call_us(runner: Any, inputs: Mapping[str, np.ndarray], calls: int = 
     return float(np.median(times))
 
 
-def _matches(expected: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> bool:
-    if set(expected) != set(got):
-        return False
-    for key, want in expected.items():
-        have = np.asarray(got[key])
-        if have.shape != want.shape or have.dtype != want.dtype:
-            return False
-        if want.dtype.kind in "fc":
-            if not np.allclose(have, want, rtol=1e-5, atol=1e-6, equal_nan=True):
-                return False
-        elif not np.array_equal(have, want):
-            return False
-    return True
-
-
 def verification_samples(
     servable: Any,
     batch: int = 4,
@@ -124,23 +183,12 @@ def verification_samples(
     rng = np.random.default_rng(seed)
     samples = {}
     for name, info in servable.signatures.items():
-        if info.method_name != sig.PREDICT_METHOD:
+        specs = _specs(info)
+        if info.method_name != sig.PREDICT_METHOD or specs is None:
             continue
-        inputs: dict[str, np.ndarray] = {}
-        for alias, tensor in info.inputs.items():
-            dtype = tensor.numpy_dtype
-            if tensor.shape is None or dtype is None or dtype == np.dtype(object):
-                break
-            shape = [batch if d < 0 else d for d in tensor.shape]
-            if dtype.kind == "f":
-                inputs[alias] = rng.normal(size=shape).astype(dtype)
-            elif dtype.kind == "b":
-                inputs[alias] = rng.integers(0, 2, size=shape).astype(dtype)
-            else:
-                inputs[alias] = rng.integers(0, 8, size=shape).astype(dtype)
-        else:
-            try:
-                samples[name] = (inputs, servable.run(name, inputs))
-            except Exception:  # noqa: BLE001 - random inputs may be invalid: skip the signature
-                continue
+        inputs = litert.random_inputs(specs, batch, rng)
+        try:
+            samples[name] = (inputs, servable.run(name, inputs))
+        except Exception:  # noqa: BLE001 - random inputs may be invalid: skip the signature
+            continue
     return samples

@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from service import model_config
+from service import model_config, process
 from service.auth import TokenAuth
 from service.batching import BatchingParameters
 from service.dataplane import DataPlane
@@ -45,7 +45,12 @@ def server_version() -> str:
 
 
 def configure_tensorflow(settings: Settings) -> None:
-    """TF thread pools sized for the CPUs this process may use (before any TF op runs)."""
+    """TF thread pools sized for the CPUs this process may use (before any TF op runs).
+
+    Not with ``--runtime=litert``: that server never imports TensorFlow (the slim image has none).
+    """
+    if settings.runtime == "litert":
+        return
     import tensorflow as tf
 
     intra = settings.tensorflow_intra_op_parallelism or available_cpus()
@@ -80,7 +85,7 @@ class ModelServer:
             verify_manifest=settings.verify_manifest,
             enable_warmup=settings.enable_model_warmup,
             listener=self.metrics.model_state,
-            fast_runtime=settings.runtime == "auto",
+            runtime=settings.runtime,
             remote_poll_seconds=settings.object_store_poll_wait_seconds,
             cache_dir=settings.model_cache_dir,
             cache_max_bytes=settings.model_cache_max_bytes,
@@ -137,6 +142,7 @@ class ModelServer:
             port=self.settings.rest_api_port,
             loop="none",
             http="httptools",
+            ws="none",  # no WebSocket endpoints: do not load a WebSocket library either
             lifespan="off",
             access_log=self.settings.access_log,
             log_config=None,
@@ -259,6 +265,7 @@ def run(settings: Settings) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     configure_tensorflow(settings)
+    log.info("imports done (%s)", process.describe())
     try:
         import uvloop
 

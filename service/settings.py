@@ -50,6 +50,7 @@ TOOLING_ENV = frozenset(
         "MODELSHIP_TEST_GRPC_TARGET",
         "MODELSHIP_TEST_HOST_IP",
         "MODELSHIP_TEST_IMAGE",
+        "MODELSHIP_TEST_SLIM_IMAGE",
         "MODELSHIP_TEST_MODEL",
         "MODELSHIP_TEST_REQUEST",
         "MODELSHIP_TEST_REST_URL",
@@ -223,11 +224,12 @@ class Settings(BaseSettings):
         0, ge=0, description="TF intra-op threads (0: the CPUs available to the process)."
     )
     tensorflow_inter_op_parallelism: int = Field(0, ge=0, description="TF inter-op threads (0: as intra-op).")
-    runtime: Literal["auto", "tensorflow"] = Field(
+    runtime: Literal["auto", "tensorflow", "litert"] = Field(
         "auto",
-        description="auto: run predict signatures "
-        "that convert to LiteRT and verify against "
-        "TensorFlow with LiteRT; tensorflow: always TF.",
+        description="auto: predict signatures run on LiteRT where the version's verified LiteRT "
+        "artifacts (or a conversion at load, verified against TensorFlow) allow, the rest on "
+        "TensorFlow; tensorflow: always TF; litert: LiteRT only, TensorFlow never imported (the "
+        "slim image): versions without verified LiteRT artifacts are refused.",
     )
     inline_max_rows: int = Field(
         64,

@@ -39,10 +39,10 @@ from service.auth import TokenAuth
 from service.dataplane import DataPlane, ModelRef
 from service.errors import Code, InvalidArgument, ServingError
 from service.grpc.registration import Incoming, status_code
-from service.grpc.tensors import from_numpy, to_numpy
 from service.memory import Reservation
 from service.metrics import Metrics
 from service.servable import Servable
+from service.tensor_proto import from_numpy, to_numpy
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

@@ -35,13 +35,13 @@ class ModelRepository:
         verify_manifest: bool = True,
         enable_warmup: bool = True,
         listener: Listener | None = None,
-        fast_runtime: bool = False,
+        runtime: str = "tensorflow",
         remote_poll_seconds: float = 30.0,
         cache_dir: Path | None = None,
         cache_max_bytes: int | None = None,
     ) -> None:
         self.registry = ModelRegistry(configs, listener)
-        loader = Loader(verify_manifest, enable_warmup, fast_runtime)
+        loader = Loader(verify_manifest, enable_warmup, runtime)
         cache_root = cache_dir or Path(tempfile.gettempdir()) / "modelship-model-cache"
         self.cache = ModelCache(cache_root, cache_max_bytes or None)
         self.poller = Poller(

@@ -90,6 +90,10 @@ class ObjectStoreSource:
         digest = hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
         return self.cache.version_dir(self.model, version, digest)
 
+    def quiet_seconds(self, ref: VersionRef) -> float | None:
+        """Unknown for a listing: a version without its manifest settles first."""
+        return None
+
     def local_path(self, ref: VersionRef) -> Path:
         objects = self._listing.get(ref.version, ())
         final = self._final_dir(ref.version)

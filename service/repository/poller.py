@@ -11,7 +11,8 @@ It behaves like TF Serving's file-system source plus ``AvailabilityPreservingPol
   it is retried when its files change;
 * a version must stay unchanged for ``settle_seconds`` before it is loaded, so a copy in progress
   is never loaded half-written; a version whose commit marker is there (``manifest.json`` in object
-  storage) loads at once;
+  storage), or whose files have not changed for that long already (a directory's ctimes: the
+  version baked into the image), loads at once;
 * a source that cannot be read, or lists no version at all, never unloads anything (TF Serving
   unloads every version on an empty listing): the error shows in the model's status and metrics,
   and the source is retried with exponential backoff until it recovers.
@@ -28,11 +29,13 @@ versions first and then unloading the versions no longer pinned, as for any poli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 
 from model.storage import is_object_url
+from service import process
 from service.errors import Code, ServingError
 from service.model_config import ModelConfig
 from service.repository.cache import ModelCache
@@ -246,6 +249,9 @@ class Poller:
             cand = watched.candidates.get(version)
             if cand is None or cand.fingerprint != fingerprint:
                 failed = cand.failed_fingerprint if cand else None
+                quiet = watched.source.quiet_seconds(ref) or 0.0
+                if quiet >= self._settle_seconds:
+                    ref = dataclasses.replace(ref, committed=True)  # unchanged for long enough already
                 watched.candidates[version] = Candidate(fingerprint, now, failed)
                 if self._settle_seconds > 0 and not ref.committed:
                     self._registry.set_state(config.name, version, State.START)
@@ -287,12 +293,15 @@ class Poller:
         freeze_loaded()
         self._registry.set_state(name, version, State.AVAILABLE)
         fast = servable.lite.signatures if servable.lite else []
+        steps = ", ".join(f"{step} {seconds:.2f}s" for step, seconds in servable.timings.items())
         log.info(
-            "version %d of %s is AVAILABLE (loaded in %.2fs; LiteRT for %s)",
+            "version %d of %s is AVAILABLE (loaded in %.2fs: %s; LiteRT for %s; %s)",
             version,
             name,
             time.monotonic() - started,
+            steps,
             ", ".join(fast) or "no signature",
+            process.describe(),
         )
 
     def _unload_unwanted(self, name: str, wanted: set[int]) -> None:

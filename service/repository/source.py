@@ -9,6 +9,7 @@ and downloaded by :mod:`~service.repository.object_source`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +47,10 @@ class Source(Protocol):
 
     def fingerprint(self, ref: VersionRef) -> Fingerprint:
         """What the version's files are now; it changes whenever one of them does."""
+        ...
+
+    def quiet_seconds(self, ref: VersionRef) -> float | None:
+        """How long none of the version's files has changed, if the source can tell (else None)."""
         ...
 
     def local_path(self, ref: VersionRef) -> Path:
@@ -87,6 +92,20 @@ class FileSystemSource:
                 continue
             items.append((file.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns))
         return tuple(items)
+
+    def quiet_seconds(self, ref: VersionRef) -> float | None:
+        """Seconds since the newest inode change (ctime) below the version, the directory included.
+
+        ctime, unlike mtime, cannot be carried over by ``cp -a`` or ``rsync -a``: a copy in progress
+        always looks recent. A version already on disk when the server starts (baked into the
+        image, or written by an init container) is quiet, and loads without waiting to settle.
+        """
+        path = self.local_path(ref)
+        try:
+            newest = max(p.lstat().st_ctime for p in [path, *path.rglob("*")])
+        except (OSError, ValueError):
+            return None
+        return time.time() - newest
 
     def local_path(self, ref: VersionRef) -> Path:
         return Path(ref.location)

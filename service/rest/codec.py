@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+from tensorflow.core.example import example_pb2
 
 from service import signature as sig
 from service.errors import InvalidArgument, Unimplemented
@@ -207,11 +207,11 @@ def encode_columnar(outputs: dict[str, np.ndarray]) -> Any:
     return {k: encode_value(k, v) for k, v in outputs.items()}
 
 
-def to_example(features: Any, what: str) -> tf.train.Example:
+def to_example(features: Any, what: str) -> example_pb2.Example:
     """A JSON object of feature values to a ``tf.train.Example`` (TF Serving's mapping)."""
     if not isinstance(features, dict):
         raise InvalidArgument(f"{what}: expected a JSON object of features")
-    example = tf.train.Example()
+    example = example_pb2.Example()
     for key, value in features.items():
         utf8(key, f"{what}: feature name")
         where = f"{what}: feature '{key}'"

@@ -43,7 +43,10 @@ def test_parse_tf_serving_batching_parameters() -> None:
 
 def _dataplane(base: Path, params: BatchingParameters | None, fast: bool) -> DataPlane:
     repo = ModelRepository(
-        [ModelConfig("linear", str(base / "linear"))], poll_seconds=-1, settle_seconds=0, fast_runtime=fast
+        [ModelConfig("linear", str(base / "linear"))],
+        poll_seconds=-1,
+        settle_seconds=0,
+        runtime="auto" if fast else "tensorflow",
     )
     repo.poll_once()
     return DataPlane(repo, batching=params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -120,6 +121,31 @@ def test_half_copied_version_waits_to_settle(fresh_base: Path, linear_run: Path)
     time.sleep(0.35)
     repo.poll_once()
     assert repo.resolve("linear").version == 2
+
+
+def test_a_version_quiet_for_the_settle_time_loads_at_the_first_poll(
+    fresh_base: Path, linear_run: Path
+) -> None:
+    _export(linear_run, fresh_base, 2)
+    time.sleep(0.35)
+    repo = _repo(fresh_base, settle=0.3)
+    repo.poll_once()  # one poll: no wait for files that were already on disk (e.g. baked in the image)
+    assert repo.resolve("linear").version == 2
+
+
+def test_a_copy_that_preserves_old_mtimes_still_settles(fresh_base: Path) -> None:
+    """`cp -a` carries mtimes over, but not ctimes: the copy still counts as fresh."""
+    copy = fresh_base / "linear" / "3"
+    shutil.copytree(fresh_base / "linear" / "1", copy, copy_function=shutil.copy2)
+    year_ago = time.time() - 365 * 86400
+    for path in [copy, *copy.rglob("*")]:
+        os.utime(path, (year_ago, year_ago))
+    repo = _repo(fresh_base, settle=0.3)
+    repo.poll_once()
+    assert repo.statuses("linear", 3)[0].state == State.START
+    time.sleep(0.35)
+    repo.poll_once()
+    assert repo.resolve("linear").version == 3
 
 
 def test_unknown_model_and_version_statuses(fresh_base: Path) -> None:
