@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.charts.conftest import CHART
+
 pytestmark = pytest.mark.chart
 
 # (--set arguments, words the error must contain)
@@ -24,6 +26,7 @@ SCHEMA_REJECTS = [
     (["model.source.url.url=ftp://x/m.tgz"], ["/model/source/url/url", "does not match pattern"]),
     (["server.restPort=70000"], ["/server/restPort", "maximum"]),
     (["server.grpcServer=grpc.aio"], ["/server/grpcServer", "grpcio", "modelship"]),
+    (["image.flavor=tiny"], ["/image/flavor", "full", "slim"]),
     (["rollout.maxSurge=lots"], ["/rollout/maxSurge"]),
     (["service.grpcAppProtocol=h2"], ["/service/grpcAppProtocol", "kubernetes.io/h2c"]),
     (["model.versionLabels.stable=one"], ["/model/versionLabels/stable", "want integer"]),
@@ -246,3 +249,32 @@ def test_defaults_are_exactly_the_declared_values(chart_dir: Path) -> None:
         return out
 
     assert keys(values) == set(declared), keys(values) ^ set(declared)
+
+
+@pytest.mark.parametrize(
+    ("sets", "image", "litert"),
+    [
+        ([], "modelship:{app}", False),
+        (["image.flavor=slim"], "modelship:{app}-slim", True),
+        (["image.flavor=slim", "image.tag=custom"], "modelship:custom", True),
+        (["image.flavor=slim", "image.digest=sha256:" + "a" * 64], "modelship@sha256:" + "a" * 64, True),
+    ],
+)
+def test_image_flavor_picks_the_tag_and_the_runtime(
+    render: Any, sets: list[str], image: str, litert: bool
+) -> None:
+    app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    (container,) = render(set_=sets).one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image.format(app=app)
+    assert ("--runtime=litert" in container["args"]) is litert
+    # The flavor's measured resource defaults (values.yaml `resources: {}`).
+    want = {"requests": {"cpu": "250m", "memory": "160Mi"}, "limits": {"cpu": "1", "memory": "384Mi"}}
+    if not litert:
+        want = {"requests": {"cpu": "250m", "memory": "768Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    assert container["resources"] == want
+
+
+def test_explicit_resources_win_over_the_flavor_defaults(render: Any) -> None:
+    sets = ["image.flavor=slim", "resources.requests.cpu=1", "resources.requests.memory=200Mi"]
+    (container,) = render(set_=sets).one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": 1, "memory": "200Mi"}}

@@ -85,8 +85,25 @@ Return the name of the ServiceAccount the pods run as.
 {{/*
 Return the image tag: image.tag or the chart's appVersion.
 */}}
+{{/*
+The server container's resources: .Values.resources, or the measured defaults of image.flavor.
+*/}}
+{{- define "modelship.resources" -}}
+{{- $defaults := dict "requests" (dict "cpu" "250m" "memory" "768Mi") "limits" (dict "cpu" "2" "memory" "2Gi") }}
+{{- if eq .Values.image.flavor "slim" }}
+{{- $defaults = dict "requests" (dict "cpu" "250m" "memory" "160Mi") "limits" (dict "cpu" "1" "memory" "384Mi") }}
+{{- end }}
+{{- toYaml (default $defaults .Values.resources) }}
+{{- end }}
+
 {{- define "modelship.imageTag" -}}
-{{- default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.tag }}
+{{- .Values.image.tag }}
+{{- else if eq .Values.image.flavor "slim" }}
+{{- printf "%s-slim" .Chart.AppVersion }}
+{{- else }}
+{{- .Chart.AppVersion }}
+{{- end }}
 {{- end }}
 
 {{/*
