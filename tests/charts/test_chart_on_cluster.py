@@ -48,6 +48,16 @@ def image(kube: Kube) -> str:
     return ref
 
 
+@pytest.fixture(scope="module")
+def slim_image(kube: Kube) -> str:
+    """The slim flavor (no TensorFlow), built from this tree and imported likewise."""
+    out = run_script("scripts/docker/build-image", "--flavor", "slim", "--version", IMAGE_TAG, "--no-latest")
+    ref = out.strip().splitlines()[-1]
+    assert ref == f"modelship:{IMAGE_TAG}-slim"
+    run_script("scripts/cluster/load-image", "--docker", ref)
+    return ref
+
+
 @pytest.fixture
 def release(kube: Kube, image: str) -> Iterator[str]:
     """A fresh namespace (= release name); uninstalled and deleted afterwards."""
@@ -112,6 +122,20 @@ def test_install_upgrade_and_helm_test(kube: Kube, release: str) -> None:
     running = {p["metadata"]["name"] for p in after["items"] if not p["metadata"].get("deletionTimestamp")}
     assert running.isdisjoint(before)
     assert "helm test: all checks passed" in _helm_test(kube, release)
+
+
+def test_slim_flavor_serves_and_passes_helm_test(kube: Kube, release: str, slim_image: str) -> None:
+    _install(kube, release, "image.flavor=slim", f"image.tag={slim_image.split(':', 1)[1]}", "replicaCount=1")
+    pods = kube.json("get", "pods", "--namespace", release, "-l", f"app.kubernetes.io/instance={release}")
+    (pod,) = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].endswith(slim_image)
+    assert "--runtime=litert" in container["args"]
+    logs = _helm_test(kube, release)
+    assert "PASS POST /v1/models/linear:predict -> 200" in logs
+    assert "helm test: all checks passed" in logs
+    server_log = kube.run("kubectl", "logs", "--namespace", release, pod["metadata"]["name"], "-c", "server")
+    assert "LiteRT for serving_default" in server_log
 
 
 @pytest.fixture
