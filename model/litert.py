@@ -112,7 +112,7 @@ def write_artifacts(version_dir: Path, methods: Mapping[str, str]) -> dict[str, 
             flatbuffer = convert(version_dir, key)
             runner = interpreter(flatbuffer).get_signature_runner(key)
         except Exception as exc:  # noqa: BLE001 - any converter failure: the signature stays TF-only
-            skipped[key] = f"conversion failed: {_first_line(exc)}"
+            skipped[key] = f"conversion failed: {first_line(exc)}"
             continue
         reason = _verify(fn, runner, specs)
         if reason:
@@ -158,12 +158,13 @@ def _verify(fn: Any, runner: Any, specs: InputSpecs) -> str | None:
             expected = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
             got = runner(**inputs)
         except Exception as exc:  # noqa: BLE001 - random inputs the model rejects: cannot verify
-            return f"verification at batch {batch} failed: {_first_line(exc)}"
+            return f"verification at batch {batch} failed: {first_line(exc)}"
         if not matches(expected, got):
             return f"LiteRT results differ from TensorFlow's at batch {batch}"
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (at most 200 characters), or its type's name."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]

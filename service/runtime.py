@@ -120,25 +120,21 @@ def convert(
             continue
         try:
             flatbuffer = litert.convert(path, name)
-            entry = _entry(flatbuffer, name, None, threads)
+            entry = _entry(flatbuffer, name, inputs, threads)
             got = entry.inline(**inputs)
         except Exception as exc:  # noqa: BLE001 - any conversion failure means: keep TensorFlow
-            text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             log.info(
-                "signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)", name, path, text
+                "signature %s of %s stays on TensorFlow (LiteRT conversion failed: %s)",
+                name,
+                path,
+                litert.first_line(exc),
             )
             continue
         if not litert.matches(expected, got):
             log.warning("signature %s of %s stays on TensorFlow: LiteRT results differ", name, path)
             continue
-        call_us = _median_call_us(entry.inline, inputs)
-        if call_us > MAX_CALL_US:
-            log.info(
-                "signature %s of %s stays on TensorFlow: a LiteRT call takes %.0f µs, too long to run inline",
-                name,
-                path,
-                call_us,
-            )
+        if not entry.inline_ok:  # too slow to run inline (logged by _entry): keep TensorFlow's threads
+            log.info("signature %s of %s stays on TensorFlow", name, path)
             continue
         entries[name] = entry
     return LiteRuntime(entries)

@@ -13,12 +13,12 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 from tensorflow_serving.apis import prediction_log_pb2
 
 from service import signature as sig
 from service.errors import InvalidArgument, ServingError, Unimplemented
 from service.memory import MemoryBudget
+from service.runtime import zero_inputs
 from service.servable import Servable
 from service.tensor_proto import to_numpy
 
@@ -75,18 +75,14 @@ def _synthetic(servable: Servable) -> int:
     for info in servable.signatures.values():
         if info.method_name != sig.PREDICT_METHOD:
             continue
-        inputs = {}
-        for name, tensor in info.inputs.items():
-            dtype = tensor.numpy_dtype
-            if tensor.shape is None or dtype is None or dtype == np.dtype(object):
-                break
-            inputs[name] = np.zeros([1 if d < 0 else d for d in tensor.shape], dtype=dtype)
-        else:
-            try:
-                servable.run(info.name, inputs)
-                count += 1
-            except ServingError as exc:
-                log.warning(
-                    "synthetic warm-up of %s/%s failed (ignored): %s", servable.name, info.name, exc.message
-                )
+        inputs = zero_inputs(info, batch=1)
+        if inputs is None:
+            continue
+        try:
+            servable.run(info.name, inputs)
+            count += 1
+        except ServingError as exc:
+            log.warning(
+                "synthetic warm-up of %s/%s failed (ignored): %s", servable.name, info.name, exc.message
+            )
     return count
