@@ -108,6 +108,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.tls_reloads = Counter(
+            "modelship_tls_reloads",
+            "Changed TLS files seen: ok (new connections use them) or error (the previous stay)",
+            ["result"],
+            registry=self.registry,
+        )
         self.memory_budget = Gauge(
             "modelship_memory_budget_bytes",
             "Bytes in-flight requests may hold at once",

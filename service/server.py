@@ -30,7 +30,9 @@ from service.memory import MemoryBudget, default_budget
 from service.metrics import Metrics
 from service.repository import ModelRepository
 from service.rest.app import create_app
+from service.rest.client_cert import ClientCertProtocol
 from service.settings import Settings, available_cpus
+from service.tls import TlsFiles, TlsManager
 from service.traffic import ShadowWorker, Traffic, TrafficFile
 from service.validation import run_candidate
 
@@ -123,8 +125,30 @@ class ModelServer:
             shadow=shadow,
         )
         self.auth = TokenAuth(settings.auth_token_value())
+        self.tls = self._tls(settings)
         self._stopping = asyncio.Event()
         self._signals = 0
+
+    def _tls(self, settings: Settings) -> TlsManager | None:
+        """The TLS material both ports serve (None: plaintext); invalid material stops the start."""
+        if not settings.tls_enabled:
+            return None
+        files = TlsFiles(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_client_ca_file,
+            settings.ssl_config_file,
+            settings.tls_client_auth,
+        )
+        tls = TlsManager(files, settings.tls_poll_wait_seconds)
+        tls.on_reload(lambda ok: self.metrics.tls_reloads.labels("ok" if ok else "error").inc())
+        log.info(
+            "TLS on both ports from %s: certificate sha256 %s, client certificates %s",
+            files.describe(),
+            tls.material.fingerprint[:16],
+            tls.client_auth,
+        )
+        return tls
 
     def build_rest(self) -> uvicorn.Server:
         app = create_app(
@@ -135,13 +159,17 @@ class ModelServer:
             server_version(),
             self.memory,
             cors=self.settings.rest_api_enable_cors_support,
+            require_client_cert=self.tls is not None and self.tls.client_auth == "require",
         )
+        tls = self.tls
         config = uvicorn.Config(
             app,
             host=self.settings.host,
             port=self.settings.rest_api_port,
             loop="none",
-            http="httptools",
+            # with TLS: the connection's client certificate reaches the scope (mTLS per request)
+            http=ClientCertProtocol if tls is not None else "httptools",
+            ssl_context_factory=(lambda _config, _default: tls.listener_context("rest")) if tls else None,
             ws="none",  # no WebSocket endpoints: do not load a WebSocket library either
             lifespan="off",
             access_log=self.settings.access_log,
@@ -166,6 +194,7 @@ class ModelServer:
             s.enable_serialization_as_tensor_content,
             s.grpc_channel_arguments,
             s.grpc_server,
+            self.tls,
         )
 
     async def serve(self) -> None:
@@ -179,16 +208,19 @@ class ModelServer:
             if self.traffic_file is not None
             else None
         )
+        tls_task = asyncio.create_task(self.tls.watch()) if self.tls is not None else None
         grpc_server = self.build_grpc() if self.settings.port else None
         if grpc_server is not None:
             await grpc_server.start()
         rest = self.build_rest() if self.settings.rest_api_port else None
         rest_task = asyncio.create_task(rest.serve()) if rest else None
         log.info(
-            "serving %s: REST on %s:%s, gRPC on %s:%s; in-flight memory budget %d MiB",
+            "serving %s: REST%s on %s:%s, gRPC%s on %s:%s; in-flight memory budget %d MiB",
             ", ".join(self.repository.model_names()),
+            " (HTTPS)" if self.tls else "",
             self.settings.host,
             self.settings.rest_api_port,
+            " (TLS)" if self.tls else "",
             self.settings.host,
             self.settings.port,
             self.memory.limit >> 20,
@@ -199,8 +231,9 @@ class ModelServer:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         await self._drain(rest, rest_task, grpc_server)
         config_task.cancel()
-        if traffic_task is not None:
-            traffic_task.cancel()
+        for task in (traffic_task, tls_task):
+            if task is not None:
+                task.cancel()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1

@@ -56,6 +56,10 @@ TOOLING_ENV = frozenset(
         "MODELSHIP_TEST_REST_URL",
         "MODELSHIP_TEST_SERVICE_ENV",
         "MODELSHIP_TEST_TIMEOUT",
+        "MODELSHIP_TEST_TLS_SERVER_NAME",
+        "MODELSHIP_TEST_KEY_FILE",
+        "MODELSHIP_TEST_CERT_FILE",
+        "MODELSHIP_TEST_CA_FILE",
     }
 )
 
@@ -214,6 +218,31 @@ class Settings(BaseSettings):
     rest_api_enable_cors_support: bool = Field(
         False, description="Send permissive CORS headers on /v1 responses."
     )
+    ssl_config_file: Path | None = Field(
+        None,
+        description="TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, "
+        "client_verify as PEM text): TLS on both ports. Or use the tls_*_file flags.",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="PEM server certificate chain (a kubernetes.io/tls Secret's tls.crt): TLS on "
+        "both ports, HTTPS on REST. Needs tls_key_file.",
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file (tls.key).")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle client certificates must chain to (mTLS; ca.crt)."
+    )
+    tls_client_auth: Literal["none", "optional", "require"] = Field(
+        "none",
+        description="Client certificates: none, optional (verified when presented) or require "
+        "(mTLS: gRPC refuses the handshake; REST answers 401 except /v2/health/*, for probes).",
+    )
+    tls_poll_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Re-read the TLS files this often; changed ones serve new connections "
+        "without a restart (0: never).",
+    )
     shutdown_timeout_seconds: float = Field(
         20, gt=0, description="On SIGTERM, wait at most this long for in-flight requests before exiting."
     )
@@ -259,7 +288,25 @@ class Settings(BaseSettings):
             raise ValueError("at least one of rest_api_port and port must be set")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ValueError("rest_api_port and port must differ")
+        files = (self.tls_cert_file, self.tls_key_file)
+        if self.ssl_config_file is not None and (any(files) or self.tls_client_ca_file):
+            raise ValueError("ssl_config_file and the tls_*_file flags are two ways to say the same: use one")
+        if any(files) and not all(files):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.ssl_config_file is not None and self.tls_client_auth != "none":
+            raise ValueError("with ssl_config_file, client_verify in that file decides client auth")
+        no_ca = self.tls_client_ca_file is None and self.ssl_config_file is None
+        if self.tls_client_auth != "none" and no_ca:
+            raise ValueError(f"tls_client_auth={self.tls_client_auth} needs tls_client_ca_file")
+        if self.tls_client_ca_file is not None and self.tls_client_auth == "none":
+            raise ValueError("tls_client_ca_file is set but tls_client_auth is none: say optional or require")
+        if self.tls_client_ca_file is not None and not all(files):
+            raise ValueError("tls_client_ca_file needs TLS on (tls_cert_file and tls_key_file)")
         return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.ssl_config_file is not None or self.tls_cert_file is not None
 
     def models(self) -> list[ModelConfig]:
         """The models to serve, from the config file or the single-model settings."""

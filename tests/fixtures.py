@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -150,7 +151,12 @@ __all__ = [
 
 
 def wait_http_ready(
-    url: str, timeout: float, alive: Callable[[], None], interval: float = 0.1, request_timeout: float = 1.0
+    url: str,
+    timeout: float,
+    alive: Callable[[], None],
+    interval: float = 0.1,
+    request_timeout: float = 1.0,
+    verify: ssl.SSLContext | bool = True,
 ) -> bool:
     """GET ``url`` until it answers 200 (True) or ``timeout`` s pass (False).
 
@@ -160,7 +166,7 @@ def wait_http_ready(
     while time.monotonic() < deadline:
         alive()
         try:
-            if httpx.get(url, timeout=request_timeout).status_code == 200:
+            if httpx.get(url, timeout=request_timeout, verify=verify).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
@@ -184,12 +190,15 @@ class ServerProcess:
         log: Path | None = None,
         prefix: list[str] | None = None,
         python: list[str] | None = None,
+        tls_ca: Path | None = None,
     ) -> None:
         """``prefix`` runs before the server's command line (e.g. a wrapper that enters a cgroup);
-        ``python`` replaces this interpreter (e.g. with flags: ``[sys.executable, "-S"]``)."""
+        ``python`` replaces this interpreter (e.g. with flags: ``[sys.executable, "-S"]``);
+        ``tls_ca``: the server speaks HTTPS with a certificate for 127.0.0.1 from this CA."""
         self.rest_port = free_port()
         self.grpc_port = free_port()
-        self.url = f"http://127.0.0.1:{self.rest_port}"
+        self.tls_ca = tls_ca
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.rest_port}"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHIP_")}
         full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
         self.log_path = log
@@ -227,7 +236,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.logs()}")
 
-        if not wait_http_ready(f"{self.url}/v2/health/ready", timeout, alive):
+        verify = ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else True
+        if not wait_http_ready(f"{self.url}/v2/health/ready", timeout, alive, verify=verify):
             raise TimeoutError(f"server not ready after {timeout}s: {self.logs()}")
 
     def logs(self) -> str:

@@ -27,6 +27,7 @@ from service.grpc.registration import add_service
 from service.grpc.servicer import ModelService, PredictionService
 from service.memory import MemoryBudget
 from service.metrics import Metrics
+from service.tls import TlsManager
 
 SERVICES = ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
 IMPLEMENTATIONS = ("grpcio", "modelship")
@@ -99,6 +100,7 @@ class GrpcServer:
         tensor_content: bool = False,
         channel_arguments: str = "",
         implementation: str = "grpcio",
+        tls: TlsManager | None = None,
     ) -> None:
         options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", max_receive_bytes),
@@ -137,7 +139,12 @@ class GrpcServer:
             reflection.aio.ReflectionServicer(names), self.server
         )
         self.address = f"{host}:{port}"
-        self.port = self.server.add_insecure_port(self.address)
+        if tls is None:
+            self.port = self.server.add_insecure_port(self.address)
+        elif isinstance(self.server, H2Server):
+            self.port = self.server.add_secure_port(self.address, tls.listener_context("grpc"))
+        else:
+            self.port = self.server.add_secure_port(self.address, tls.grpcio_credentials())
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from service.errors import ServingError
 from service.memory import MemoryBudget
 from service.metrics import CONTENT_TYPE, Metrics
 from service.rest import v2_infer
+from service.rest.client_cert import RequireClientCert
 from service.rest.handler import HandlerDeps
 from service.rest.http import JSON_HEADERS, Receive, Scope, Send, error_body, respond
 from service.rest.v1 import V1Handler
@@ -88,7 +89,8 @@ def create_app(
     memory: MemoryBudget,
     cors: bool = False,
     lifespan: Any = None,
-) -> RestApp:
+    require_client_cert: bool = False,
+) -> RestApp | RequireClientCert:
     """Build the REST application over ``dataplane``; nothing here reads configuration itself."""
     api = FastAPI(
         title="Modelship",
@@ -126,4 +128,5 @@ def create_app(
     v2 = V2Endpoints(dataplane, auth, version, infer)
     api.include_router(build_router(v2))
     api.add_api_route(TRAFFIC_PATH, v2.traffic, methods=["GET"], summary="Applied traffic config (Modelship)")
-    return RestApp(V1Handler(deps, cors), infer, api)
+    app = RestApp(V1Handler(deps, cors), infer, api)
+    return RequireClientCert(app) if require_client_cert else app

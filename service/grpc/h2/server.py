@@ -1,12 +1,13 @@
-"""Modelship's own gRPC server on HTTP/2 (h2c): the method registry, the listener, shutdown.
+"""Modelship's own gRPC server on HTTP/2 (h2c, or h2 over TLS): method registry, listener, shutdown.
 
 A drop-in for the part of ``grpc.aio.Server`` Modelship uses: servicers register with
 ``add_generic_rpc_handlers`` (and ``add_registered_method_handlers``) exactly as on grpc.aio, the
-port is bound by ``add_insecure_port``, and ``stop(grace)`` drains: every connection gets a
-graceful GOAWAY at once, calls in flight run up to ``grace`` seconds, then whatever remains is
-cancelled and closed. ``max_connection_age`` (grpc's ``grpc.max_connection_age_ms``, ±10 %
-jitter) sends the same GOAWAY to a connection once it is that old, so clients reconnect and
-spread over new pods; ``max_connection_age_grace`` closes it that much later.
+port is bound by ``add_insecure_port`` (or ``add_secure_port`` with an ``ssl.SSLContext``), and
+``stop(grace)`` drains: every connection gets a graceful GOAWAY at once, calls in flight run up
+to ``grace`` seconds, then whatever remains is cancelled and closed. ``max_connection_age``
+(grpc's ``grpc.max_connection_age_ms``, ±10 % jitter) sends the same GOAWAY to a connection once
+it is that old, so clients reconnect and spread over new pods; ``max_connection_age_grace``
+closes it that much later.
 
 Why it exists: a unary call costs about a fifth of grpc.aio's here (issue 13's benchmark).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import ssl
 from collections.abc import Iterable, Mapping
 
 import grpc
@@ -77,7 +79,7 @@ class H2Server:
         self.max_connection_age_grace = max_connection_age_grace
         self.generic: list[grpc.GenericRpcHandler] = []
         self.methods: dict[str, Method] = {}
-        self.sockets: list[socket.socket] = []
+        self.sockets: list[tuple[socket.socket, ssl.SSLContext | None]] = []
         self.listeners: list[asyncio.AbstractServer] = []
         self.connections: set[H2Connection] = set()
         self.closed = asyncio.Event()
@@ -94,7 +96,13 @@ class H2Server:
 
     def add_insecure_port(self, address: str) -> int:
         sock = bind(address, self.reuse_port)
-        self.sockets.append(sock)
+        self.sockets.append((sock, None))
+        return int(sock.getsockname()[1])
+
+    def add_secure_port(self, address: str, context: ssl.SSLContext) -> int:
+        """A TLS port; ``context`` must offer ALPN ``h2`` (gRPC clients insist on it)."""
+        sock = bind(address, self.reuse_port)
+        self.sockets.append((sock, context))
         return int(sock.getsockname()[1])
 
     # -- the dispatcher -----------------------------------------------------------------------
@@ -119,8 +127,8 @@ class H2Server:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for sock in self.sockets:
-            self.listeners.append(await loop.create_server(self._connection, sock=sock))
+        for sock, context in self.sockets:
+            self.listeners.append(await loop.create_server(self._connection, sock=sock, ssl=context))
 
     def _connection(self) -> H2Connection:
         conn = H2Connection(self, self.limits, self.connections.discard)
