@@ -25,6 +25,7 @@ from rollout_operator.health import HealthServer
 from rollout_operator.kube import Kube, current_namespace, load_client
 from rollout_operator.leader import LeaderElector
 from rollout_operator.metrics import OperatorMetrics
+from rollout_operator.pod_tls import PodTls, PodTlsError
 
 log = logging.getLogger("modelship.rollout")
 STALE_AFTER = 60.0
@@ -64,6 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer token for the serving pods' model APIs when their auth is on",
     )
     p.add_argument(
+        "--pod-tls-ca-file",
+        metavar="PATH",
+        default=None,
+        help="CA bundle that signed the serving pods' certificates (their TLS is on): direct requests "
+        "use HTTPS and verify the pods' certificates against it (re-read when it changes); with "
+        "--pod-access=proxy it only switches the API server's pod proxy to https",
+    )
+    p.add_argument(
+        "--pod-tls-server-name",
+        metavar="NAME",
+        default=None,
+        help="name checked in the pods' certificates (and sent as SNI): pods are reached by IP, "
+        "their certificates name the Service, e.g. <release>.<namespace>.svc; unset: the chain is "
+        "verified against the CA but no name is checked",
+    )
+    p.add_argument(
+        "--pod-tls-cert-file",
+        metavar="PATH",
+        default=None,
+        help="client certificate presented to the pods (servers with --tls_client_auth=require); "
+        "needs --pod-tls-key-file and --pod-access=direct; re-read when it changes",
+    )
+    p.add_argument(
+        "--pod-tls-key-file",
+        metavar="PATH",
+        default=None,
+        help="private key of --pod-tls-cert-file",
+    )
+    p.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -89,8 +119,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def pod_tls(args: argparse.Namespace) -> PodTls | None:
+    """The serving pods' TLS settings from the ``--pod-tls-*`` flags (None: plain HTTP).
+
+    Raises :class:`PodTlsError` for a combination that cannot work, or files that cannot be loaded
+    (the context is built once here so a bad file stops the operator at start-up).
+    """
+    cert, key = args.pod_tls_cert_file, args.pod_tls_key_file
+    pair = "a client certificate is a certificate and its key"
+    if cert and not key:
+        raise PodTlsError(f"--pod-tls-cert-file needs --pod-tls-key-file: {pair}")
+    if key and not cert:
+        raise PodTlsError(f"--pod-tls-key-file needs --pod-tls-cert-file: {pair}")
+    if not args.pod_tls_ca_file:
+        given = [
+            flag
+            for flag, value in (
+                ("--pod-tls-server-name", args.pod_tls_server_name),
+                ("--pod-tls-cert-file", cert),
+                ("--pod-tls-key-file", key),
+            )
+            if value
+        ]
+        if given:
+            raise PodTlsError(
+                f"{', '.join(given)} needs --pod-tls-ca-file (which turns on HTTPS to the pods)"
+            )
+        return None
+    if cert and args.pod_access == "proxy":
+        raise PodTlsError(
+            "--pod-tls-cert-file does not work with --pod-access=proxy: the API server's pod proxy "
+            "makes the TLS connection and presents no client certificate, so servers requiring one "
+            "(mTLS) refuse it; use --pod-access=direct"
+        )
+    tls = PodTls(args.pod_tls_ca_file, args.pod_tls_server_name, cert, key)
+    if args.pod_access == "direct":
+        tls.context()
+    return tls
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        tls = pod_tls(args)
+    except PodTlsError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
@@ -104,7 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.server_token_file, encoding="utf-8") as f:
             token = f.read().strip()
     metrics = OperatorMetrics()
-    driver = Driver(kube, metrics, identity, args.pod_access, token)
+    if tls is not None and args.pod_access == "proxy":
+        log.info("HTTPS to serving pods through the API server's pod proxy (https: resource names)")
+    elif tls is not None:
+        log.info("%s", tls.describe())
+        if not tls.server_name:
+            log.warning(
+                "--pod-tls-server-name is not set: the pods' certificates are verified against the CA "
+                "but their names are not checked"
+            )
+    driver = Driver(kube, metrics, identity, args.pod_access, token, pod_tls=tls)
     controller = Controller(kube, driver, namespace, metrics, args.workers, args.resync_seconds)
     elector = (
         LeaderElector(

@@ -27,6 +27,7 @@ from rollout_operator.metrics import OperatorMetrics
 from rollout_operator.names import GATE_CONDITION, LABEL_ROLLOUT, canary_name
 from rollout_operator.observations import Observations
 from rollout_operator.pod_http import DirectPodHttp, PodHttp, ProbeError, ProxyPodHttp
+from rollout_operator.pod_tls import PodTls
 from rollout_operator.probe_plan import plan_probes
 from rollout_operator.probes import measure, served_version, verify_pod
 from rollout_operator.spec import RolloutSpec, SpecError, parse_spec
@@ -58,14 +59,16 @@ class Driver:
         pod_access: str = "direct",
         server_token: str | None = None,
         clock: Callable[[], float] = time.time,
+        pod_tls: PodTls | None = None,
     ) -> None:
         self.kube, self.metrics, self.identity = kube, metrics, identity
         self.pod_access, self.server_token, self.clock = pod_access, server_token, clock
+        self.pod_tls = pod_tls
 
     def http(self, namespace: str, port: int) -> PodHttp:
         if self.pod_access == "proxy":
-            return ProxyPodHttp(self.kube, namespace, port)
-        return DirectPodHttp(port, token=self.server_token)
+            return ProxyPodHttp(self.kube, namespace, port, tls=self.pod_tls is not None)
+        return DirectPodHttp(port, token=self.server_token, tls=self.pod_tls)
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Reconcile one rollout; the number of seconds after which to look again (None: it is gone)."""

@@ -66,6 +66,17 @@ def _data(resp: Any) -> Obj:
     return json.loads(raw) if raw else {}
 
 
+def pod_proxy_path(namespace: str, pod: str, port: int, path: str, scheme: str = "http") -> str:
+    """The API path of ``path`` on ``pod``'s ``port`` through ``pods/proxy``.
+
+    The resource name is ``[scheme:]pod:port``; ``https:`` makes the API server speak TLS to the pod.
+    """
+    if scheme not in ("http", "https"):
+        raise ValueError(f"pod proxy scheme must be http or https, not {scheme!r}")
+    name = f"{pod}:{port}" if scheme == "http" else f"{scheme}:{pod}:{port}"
+    return f"/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path.lstrip('/')}"
+
+
 def is_status(exc: BaseException, *codes: int) -> bool:
     return isinstance(exc, ApiException) and exc.status in codes
 
@@ -195,9 +206,10 @@ class Kube:
         path: str,
         body: Any = None,
         timeout: float = 5.0,
+        scheme: str = "http",
     ) -> tuple[int, bytes]:
-        """An HTTP request to a pod through the API server's pod proxy; (status, body)."""
-        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
+        """An HTTP(S) request to a pod through the API server's pod proxy; (status, body)."""
+        resource = pod_proxy_path(namespace, pod, port, path, scheme)
         headers = {"Accept": "*/*"}
         if body is not None:
             headers["Content-Type"] = "application/json"
