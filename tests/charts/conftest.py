@@ -142,10 +142,88 @@ def _strict(node: Any) -> None:
             _strict(value)
 
 
-class K8sValidator:
-    """Validate rendered objects against the Kubernetes swagger 2.0 definitions and CRD schemas."""
+_SECRET_NAME = {"type": "string", "minLength": 1, "maxLength": 253}
+_GO_DURATION = {"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$"}
+# cert-manager's key usages (KeyUsage in cert-manager.io/v1).
+_CERT_MANAGER_USAGES = [
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+]
+# cert-manager's Certificate has no schema among the offline ones (scripts/tools/k8s-schemas fetches
+# Kubernetes and the ServiceMonitor CRD only), so the chart's Certificates are checked against this
+# hand-written, closed subset of cert-manager.io/v1 Certificate: the fields the chart renders (a
+# misspelt or unknown field fails, as with the real schemas), their types and enums, and the
+# required secretName and issuerRef.name. It is not cert-manager's CRD: fields the chart does not
+# use are simply not listed.
+CERTIFICATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"enum": ["cert-manager.io/v1"]},
+        "kind": {"enum": ["Certificate"]},
+        "metadata": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+        "spec": {
+            "type": "object",
+            "required": ["secretName", "issuerRef"],
+            "properties": {
+                "secretName": _SECRET_NAME,
+                "commonName": {"type": "string", "minLength": 1, "maxLength": 64},
+                "dnsNames": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+                "usages": {"type": "array", "items": {"enum": _CERT_MANAGER_USAGES}},
+                "duration": _GO_DURATION,
+                "renewBefore": _GO_DURATION,
+                "privateKey": {
+                    "type": "object",
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "size": {"type": "integer"},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                    },
+                },
+                "issuerRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": _SECRET_NAME,
+                        "kind": {"type": "string"},
+                        "group": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
 
-    def __init__(self, swagger: Path, crds: Iterable[Path]) -> None:
+
+class K8sValidator:
+    """Validate rendered objects against the Kubernetes swagger 2.0 definitions and CRD schemas
+    (plus ``extra``: hand-written schemas of kinds without one, keyed by (apiVersion, kind))."""
+
+    def __init__(
+        self, swagger: Path, crds: Iterable[Path], extra: dict[tuple[str, str], dict[str, Any]] | None = None
+    ) -> None:
         definitions: dict[str, Any] = json.loads(swagger.read_text())["definitions"]
         self.kinds: dict[tuple[str, str], dict[str, Any]] = {}
         for name, definition in definitions.items():
@@ -166,6 +244,10 @@ class K8sValidator:
                 props = schema.setdefault("properties", {})
                 props["metadata"] = {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
                 self.kinds[(f"{group}/{version['name']}", kind)] = schema
+        for key, schema in (extra or {}).items():
+            schema = copy.deepcopy(schema)
+            _strict(schema)
+            self.kinds[key] = schema
         self._validators: dict[tuple[str, str], jsonschema.Draft4Validator] = {}
 
     def errors(self, obj: Obj) -> list[str]:
@@ -183,7 +265,8 @@ class K8sValidator:
 @pytest.fixture(scope="session")
 def k8s_validator(schemas_dir: Path) -> K8sValidator:
     crds = [schemas_dir / "monitoring.coreos.com_servicemonitors.yaml"]
-    return K8sValidator(schemas_dir / "swagger.json", crds)
+    certificate = {("cert-manager.io/v1", "Certificate"): CERTIFICATE_SCHEMA}
+    return K8sValidator(schemas_dir / "swagger.json", crds, extra=certificate)
 
 
 # ---------------------------------------------------------------------------------------------

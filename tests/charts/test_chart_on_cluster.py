@@ -4,13 +4,17 @@ Uses scripts/cluster/up (Kubernetes 1.33, source-built; idempotent), the image b
 scripts/docker/build-image and imported with scripts/cluster/load-image. Covers the image source
 (rollout, checksum roll on a config change, helm test with REST predict and gRPC health) and the
 url source (init container downloading from an HTTP server on the node address, verified by
-sha256; a wrong digest keeps the pod from starting). Every release is uninstalled afterwards.
+sha256; a wrong digest keeps the pod from starting) and TLS with mTLS required (the helm test over
+HTTPS and TLS gRPC with a client certificate, from namespace-local kubernetes.io/tls Secrets). Every
+release is uninstalled afterwards.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
+import json
 import os
 import secrets
 import tarfile
@@ -22,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.k8s import Kube, run_script, source_built_cluster
+from tests.tls_certs import CertificateAuthority, Issued
 
 pytestmark = pytest.mark.cluster
 
@@ -224,3 +229,54 @@ def test_url_source_with_a_wrong_digest_never_starts(
     # terminationMessagePolicy FallbackToLogsOnError: the reason is in the pod status itself.
     terminated = pod["status"]["initContainerStatuses"][0]["lastState"]["terminated"]
     assert "sha256 mismatch" in terminated["message"], terminated
+
+
+def _tls_secret(name: str, namespace: str, issued: Issued, ca: bytes) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret with ca.crt, the layout cert-manager writes."""
+    files = {"tls.crt": issued.cert, "tls.key": issued.key, "ca.crt": ca}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {key: base64.b64encode(value).decode() for key, value in files.items()},
+    }
+
+
+def test_tls_release_passes_helm_test(kube: Kube, release: str) -> None:
+    """tls.enabled with an existing server Secret and tls.clientAuth=require: the HTTPS probes let
+    the rollout finish, and the helm test verifies the server by its Service name through the CA,
+    predicts with the client certificate, sees a request without it refused, and checks TLS gRPC."""
+    fullname = f"{release}-modelship"
+    service = f"{fullname}.{release}.svc"
+    ca = CertificateAuthority()
+    server = ca.issue(
+        service, dns_names=(fullname, f"{fullname}.{release}", service, f"{service}.cluster.local")
+    )
+    client = ca.issue(f"{fullname}-client", client=True)
+    kube.run("kubectl", "create", "namespace", release)
+    for name, issued in ((f"{fullname}-tls", server), (f"{fullname}-client-tls", client)):
+        kube.run("kubectl", "apply", "-f", "-", input=json.dumps(_tls_secret(name, release, issued, ca.pem)))
+    _install(
+        kube,
+        release,
+        "replicaCount=1",
+        "tls.enabled=true",
+        f"tls.secretName={fullname}-tls",
+        "tls.clientAuth=require",
+        f"tls.clientSecretName={fullname}-client-tls",
+    )
+    pods = kube.json("get", "pods", "--namespace", release, "-l", f"app.kubernetes.io/instance={release}")
+    (pod,) = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+    (container,) = pod["spec"]["containers"]
+    assert "--tls_client_auth=require" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+
+    logs = _helm_test(kube, release)
+    assert "REST https://" in logs, logs  # the Service's name, or its cluster IP without cluster DNS
+    assert f"TLS: server name {service}" in logs, logs
+    assert "PASS POST /v1/models/linear:predict -> 200" in logs
+    assert "PASS POST /v1/models/linear:predict without a client certificate -> 401 (mTLS enforced)" in logs
+    assert "PASS gRPC Health/Check" in logs
+    assert "helm test: all checks passed" in logs

@@ -2,7 +2,9 @@
 
 The schema is Kubernetes' own swagger.json (from the k8s.io/kubernetes module, fetched once by
 scripts/tools/k8s-schemas) in strict mode: unknown fields, wrong types and missing required fields
-fail. The ServiceMonitor is checked against prometheus-operator's CRD schema the same way.
+fail. The ServiceMonitor is checked against prometheus-operator's CRD schema the same way, and
+cert-manager's Certificate (no schema among the offline ones) against the closed subset written in
+conftest.CERTIFICATE_SCHEMA.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def test_every_object_matches_the_kubernetes_schema(rendered: Any, k8s_validator
 
 def test_all_kinds_the_chart_can_render_are_covered(render: Any, chart_dir: Path) -> None:
     kinds = set(render(chart_dir / "ci" / "all-optional-on-values.yaml").kinds())
+    kinds |= set(render(chart_dir / "ci" / "tls-values.yaml").kinds())
     assert kinds == {
+        "Certificate",
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
@@ -71,6 +75,45 @@ def test_the_validator_catches_mistakes(
 ) -> None:
     """The validation above can fail: typical template mistakes are reported."""
     obj = copy.deepcopy(render(chart_dir / "ci" / "all-optional-on-values.yaml").one(kind))
+    assert not k8s_validator.errors(obj)
+    mutate(obj)
+    errors = k8s_validator.errors(obj)
+    assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate", "expected"),
+    [
+        (
+            "ServiceMonitor",
+            lambda o: o["spec"]["endpoints"][0]["tlsConfig"].__setitem__("servername", "x"),
+            "Additional properties are not allowed ('servername'",
+        ),
+        (
+            "Certificate",
+            lambda o: o["spec"].__setitem__("dnsName", ["x"]),
+            "Additional properties are not allowed ('dnsName'",
+        ),
+        (
+            "Certificate",
+            lambda o: o["spec"]["usages"].append("server-auth"),
+            "'server-auth' is not one of",
+        ),
+        ("Certificate", lambda o: o["spec"].pop("secretName"), "'secretName' is a required property"),
+        (
+            "Certificate",
+            lambda o: o["spec"]["privateKey"].__setitem__("rotationPolicy", "Sometimes"),
+            "'Sometimes' is not one of",
+        ),
+    ],
+)
+def test_the_validator_catches_tls_mistakes(
+    render: Any, chart_dir: Path, k8s_validator: Any, kind: str, mutate: Any, expected: str
+) -> None:
+    """Likewise for the TLS objects: the ServiceMonitor's tlsConfig and the Certificates, which are
+    checked against the hand-written subset (cert-manager's CRD is not among the offline schemas)."""
+    rendered = render(chart_dir / "ci" / "tls-values.yaml")
+    obj = copy.deepcopy(rendered.one(kind, "modelship" if kind == "ServiceMonitor" else "modelship-tls"))
     assert not k8s_validator.errors(obj)
     mutate(obj)
     errors = k8s_validator.errors(obj)

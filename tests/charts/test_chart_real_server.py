@@ -26,6 +26,7 @@ import pytest
 
 from service.traffic.config import config_hash, parse
 from tests.fixtures import ROOT, ServerProcess, export_linear
+from tests.tls_certs import CertificateAuthority
 
 pytestmark = pytest.mark.chart
 
@@ -41,6 +42,9 @@ class _Paths:
             "/etc/modelship/config": root / "config",
             "/etc/modelship/auth": root / "auth",
             "/etc/modelship/traffic": root / "traffic",
+            "/etc/modelship/tls": root / "tls",
+            "/etc/modelship/tls-ca": root / "tls-ca",
+            "/etc/modelship/tls-client": root / "tls-client",
             "/models": root / "models",
         }
         for path in self.mounts.values():
@@ -54,7 +58,7 @@ class _Paths:
         return text
 
 
-def _server_from_chart(rendered: Any, paths: _Paths, log: Path) -> ServerProcess:
+def _server_from_chart(rendered: Any, paths: _Paths, log: Path, tls_ca: Path | None = None) -> ServerProcess:
     """Start the server exactly as the Deployment's container would run, ports aside."""
     cm = rendered.one("ConfigMap", "modelship")
     for name, content in cm["data"].items():
@@ -64,7 +68,7 @@ def _server_from_chart(rendered: Any, paths: _Paths, log: Path) -> ServerProcess
     args = [paths(a) for a in container["args"] if not a.startswith(("--port=", "--rest_api_port="))]
     env = {e["name"]: paths(e["value"]) for e in container["env"]}
     env["HOME"] = str(paths.root)
-    server = ServerProcess(args, env=env, log=log)
+    server = ServerProcess(args, env=env, log=log, tls_ca=tls_ca)
     try:
         server.wait_ready(timeout=120)
     except (RuntimeError, TimeoutError):
@@ -77,21 +81,31 @@ def _probe_paths_answer(rendered: Any, server: ServerProcess) -> None:
     (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         path = container[probe]["httpGet"]["path"]
-        response = httpx.get(server.url + path, timeout=5)  # unauthenticated, like the kubelet
+        https = container[probe]["httpGet"].get("scheme") == "HTTPS"
+        assert https == server.url.startswith("https://"), (probe, container[probe])
+        # unauthenticated, without a client certificate and, with HTTPS, unverified: like the kubelet
+        response = httpx.get(server.url + path, timeout=5, verify=False)
         assert response.status_code == 200, (probe, path, response.text)
 
 
 def _run_helm_test(
-    rendered: Any, server: ServerProcess, paths: _Paths, drop_env: tuple[str, ...] = ()
+    rendered: Any,
+    server: ServerProcess,
+    paths: _Paths,
+    drop_env: tuple[str, ...] = (),
+    set_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the test pod's command with its env, pointed at the local server."""
     (pod,) = rendered.maybe("Pod")
     (container,) = pod["spec"]["containers"]
     env = {e["name"]: paths(e["value"]) for e in container["env"] if e["name"] not in drop_env}
+    scheme = env["MODELSHIP_TEST_REST_URL"].split("://", 1)[0]
+    assert server.url.startswith(f"{scheme}://"), (env["MODELSHIP_TEST_REST_URL"], server.url)
     env["MODELSHIP_TEST_REST_URL"] = server.url
     if env["MODELSHIP_TEST_GRPC_TARGET"]:
         env["MODELSHIP_TEST_GRPC_TARGET"] = f"127.0.0.1:{server.grpc_port}"
     env["MODELSHIP_TEST_TIMEOUT"] = "30"
+    env.update(set_env or {})
     env["HOME"] = str(paths.root)
     cmd = [sys.executable if c == "python" else c for c in container["command"]] + container["args"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
@@ -293,5 +307,72 @@ def test_traffic_file_from_the_chart_splits_and_changes_live(
             assert time.monotonic() < deadline, server.logs()
             time.sleep(0.2)
         assert served(4) == ["2"] * 4
+    finally:
+        assert server.terminate() == 0, server.logs()
+
+
+@pytest.mark.parametrize("grpc_server", ["grpcio", "modelship"])
+def test_tls_with_required_client_certificates_and_helm_test(
+    render: Any, fresh_base: Path, paths: _Paths, tmp_path: Path, grpc_server: str
+) -> None:
+    """tls.enabled with clientAuth=require and an existing Secret: the rendered flags start an
+    HTTPS/TLS server from the Secret's files, the HTTPS probes answer without a client certificate,
+    and the helm test (https, TLS gRPC health, the client certificate, the refusal without it)
+    passes; it fails without the client certificate and when the server name does not match."""
+    server_name = "modelship.serving.svc"
+    ca = CertificateAuthority()
+    # 127.0.0.1 too, for ServerProcess's own readiness wait; the helm test checks server_name.
+    names = ("modelship", "modelship.serving", server_name, "modelship.serving.svc.cluster.local")
+    issued = ca.issue(server_name, dns_names=names, ips=("127.0.0.1",))
+    issued.write(paths.mounts["/etc/modelship/tls"])
+    (paths.mounts["/etc/modelship/tls"] / "ca.crt").write_bytes(ca.pem)
+    (paths.mounts["/etc/modelship/tls-ca"] / "ca.crt").write_bytes(ca.pem)
+    ca.client("modelship-client").write(paths.mounts["/etc/modelship/tls-client"])
+    rendered = render(
+        set_=[
+            f"model.source.image.basePath={fresh_base}",
+            f"server.grpcServer={grpc_server}",
+            "tls.enabled=true",
+            "tls.secretName=modelship-tls",
+            "tls.clientAuth=require",
+            "tls.clientSecretName=modelship-client-tls",
+            "tls.pollSeconds=1",
+            GRPC_ON,
+        ]
+    )
+    (container,) = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--tls_client_ca_file=/etc/modelship/tls/ca.crt" in container["args"]
+    server = _server_from_chart(
+        rendered, paths, tmp_path / "server.log", tls_ca=paths.mounts["/etc/modelship/tls-ca"] / "ca.crt"
+    )
+    try:
+        assert server.url.startswith("https://")
+        _probe_paths_answer(rendered, server)
+        result = _run_helm_test(rendered, server, paths)
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr + server.logs()
+        assert f"TLS: server name {server_name}" in out
+        assert "PASS POST /v1/models/linear:predict -> 200" in out
+        assert "PASS POST /v1/models/linear:predict without a client certificate -> 401 (mTLS" in out
+        assert "PASS gRPC Health/Check" in out, out
+        assert "helm test: all checks passed" in out
+
+        no_cert = _run_helm_test(
+            rendered, server, paths, drop_env=("MODELSHIP_TEST_CERT_FILE", "MODELSHIP_TEST_KEY_FILE")
+        )
+        assert no_cert.returncode == 1, no_cert.stdout + no_cert.stderr
+        assert "PASS GET /v2/health/ready -> 200" in no_cert.stdout  # the health paths stay open
+        assert "FAIL GET /v1/models/linear -> 401" in no_cert.stdout
+
+        wrong_name = _run_helm_test(
+            rendered,
+            server,
+            paths,
+            set_env={"MODELSHIP_TEST_TLS_SERVER_NAME": "other.serving.svc", "MODELSHIP_TEST_TIMEOUT": "3"},
+        )
+        assert wrong_name.returncode == 1, wrong_name.stdout + wrong_name.stderr
+        assert "FAIL GET /v2/health/ready never returned 200" in wrong_name.stdout
+        assert "certificate verify failed" in wrong_name.stdout, wrong_name.stdout
+        assert "other.serving.svc" in wrong_name.stdout
     finally:
         assert server.terminate() == 0, server.logs()

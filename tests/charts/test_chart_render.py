@@ -168,14 +168,19 @@ def test_pdb_selects_the_pods_and_allows_evictions(rendered: Any) -> None:
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
-def test_probes_hit_the_health_endpoints_on_the_rest_port(rendered: Any) -> None:
+def test_probes_hit_the_health_endpoints_on_the_rest_port(
+    rendered: Any, values_file: Path | None, chart_dir: Path
+) -> None:
     server = _server(_pod(rendered))
     ports = {p["name"]: p["containerPort"] for p in server["ports"]}
     assert ports == {"http": 8501, "grpc": 8500}
     probes = {k: server[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
-    assert probes["startupProbe"] == {"path": "/v2/health/ready", "port": "http"}
-    assert probes["readinessProbe"] == {"path": "/v2/health/ready", "port": "http"}
-    assert probes["livenessProbe"] == {"path": "/v2/health/live", "port": "http"}
+    # With TLS the REST port only speaks HTTPS (the kubelet does not verify the certificate, and
+    # the health paths need no client certificate even with mTLS).
+    scheme = {"scheme": "HTTPS"} if _values(values_file, chart_dir)["tls"]["enabled"] else {}
+    assert probes["startupProbe"] == {"path": "/v2/health/ready", "port": "http", **scheme}
+    assert probes["readinessProbe"] == {"path": "/v2/health/ready", "port": "http", **scheme}
+    assert probes["livenessProbe"] == {"path": "/v2/health/live", "port": "http", **scheme}
     startup = server["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "model loads need time"
 
@@ -231,15 +236,16 @@ def test_labels_and_selectors(rendered: Any) -> None:
             assert selector.items() <= labels.items()
 
 
-def test_service_ports_and_app_protocols(rendered: Any) -> None:
+def test_service_ports_and_app_protocols(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
     svc = rendered.one("Service")
     ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    tls = _values(values_file, chart_dir)["tls"]["enabled"]
     assert ports["http"]["port"] == 8501
     assert ports["http"]["targetPort"] == "http"
-    assert ports["http"]["appProtocol"] == "http"
+    assert ports["http"]["appProtocol"] == ("https" if tls else "http")
     assert ports["grpc"]["port"] == 8500
     assert ports["grpc"]["targetPort"] == "grpc"
-    assert ports["grpc"]["appProtocol"] in ("kubernetes.io/h2c", "grpc")
+    assert ports["grpc"]["appProtocol"] in (("https",) if tls else ("kubernetes.io/h2c", "grpc"))
     assert svc["spec"]["selector"] == rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
 
 
@@ -512,7 +518,7 @@ def test_object_store_url_change_rolls_the_pods(render: Any) -> None:
     assert checksum("s3://b/a") != checksum("s3://b/b")
 
 
-def test_helm_test_pod_runs_a_prediction(rendered: Any) -> None:
+def test_helm_test_pod_runs_a_prediction(rendered: Any, values_file: Path | None, chart_dir: Path) -> None:
     (pod,) = rendered.maybe("Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert "before-hook-creation" in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
@@ -527,7 +533,8 @@ def test_helm_test_pod_runs_a_prediction(rendered: Any) -> None:
     assert "grpc_health" in script
     env = {e["name"]: e.get("value") for e in c["env"]}
     svc = rendered.one("Service")["metadata"]["name"]
-    assert env["MODELSHIP_TEST_REST_URL"] == f"http://{svc}.serving.svc:8501"
+    scheme = "https" if _values(values_file, chart_dir)["tls"]["enabled"] else "http"
+    assert env["MODELSHIP_TEST_REST_URL"] == f"{scheme}://{svc}.serving.svc:8501"
     assert env["MODELSHIP_TEST_GRPC_TARGET"] == f"{svc}.serving.svc:8500"
     assert json.loads(env["MODELSHIP_TEST_REQUEST"])["instances"]
 
@@ -549,6 +556,11 @@ def test_optional_objects_follow_their_toggles(
     }
     for kind, on in toggles.items():
         assert len(rendered.maybe(kind)) == int(bool(on)), kind
+    tls = v["tls"]
+    certificates = 0
+    if tls["enabled"] and tls["certManager"]["enabled"]:
+        certificates = 1 if tls["clientAuth"] == "none" else 2
+    assert len(rendered.maybe("Certificate")) == certificates
     dashboards = [o for o in rendered.maybe("ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
     assert len(dashboards) == int(v["grafanaDashboard"]["enabled"])
     traffic = [o for o in rendered.maybe("ConfigMap") if o["metadata"]["name"].endswith("-traffic")]

@@ -101,9 +101,26 @@ SCHEMA_REJECTS = [
         ["model.source.objectStore.cache.dir=/x"],
         ["/model/source/objectStore/cache", "additional properties 'dir'"],
     ),
+    # tls.*
+    (["tls.enable=true"], ["/tls", "additional properties 'enable' not allowed"]),
+    (["tls.clientAuth=required"], ["/tls/clientAuth", "none", "optional", "require"]),
+    (["tls.enabled=yes"], ["/tls/enabled", "want boolean"]),
+    (["tls.secretName=My_Secret"], ["/tls/secretName", "does not match pattern"]),
+    (["tls.serverName=https://x"], ["/tls/serverName", "does not match pattern"]),
+    (["tls.pollSeconds=-1"], ["/tls/pollSeconds", "minimum"]),
+    (["tls.clientCA.key=a/b"], ["/tls/clientCA/key", "does not match pattern"]),
+    (["tls.clientCA.name=x"], ["/tls/clientCA", "additional properties 'name' not allowed"]),
+    (["tls.certManager.issuer=x"], ["/tls/certManager", "additional properties 'issuer' not allowed"]),
+    (["tls.certManager.issuerRef.namespace=x"], ["/tls/certManager/issuerRef", "'namespace' not allowed"]),
+    (["tls.certManager.duration=90d"], ["/tls/certManager/duration", "does not match pattern"]),
+    (["tls.certManager.privateKey.algorithm=DSA"], ["/tls/certManager/privateKey/algorithm", "ECDSA"]),
+    (["tls.certManager.privateKey.rotationPolicy=Sometimes"], ["/tls/certManager/privateKey/rotationPolicy"]),
+    (["tls.certManager.extraDnsNames[0]=Bad Name"], ["/tls/certManager/extraDnsNames/0", "does not match"]),
 ]
 
 GS = ["model.source.type=objectStore", "model.source.objectStore.url=gs://ml-models/linear"]
+TLS_SECRET = ["tls.enabled=true", "tls.secretName=modelship-tls"]
+TLS_CM = ["tls.enabled=true", "tls.certManager.enabled=true", "tls.certManager.issuerRef.name=ca"]
 
 # (--set arguments, words the VALUES VALIDATION message must contain)
 RULE_REJECTS = [
@@ -144,6 +161,37 @@ RULE_REJECTS = [
     (
         [*GS, "model.source.objectStore.verifyTLS=false"],
         ["model.source.objectStore.verifyTLS", "S3_VERIFY_SSL"],
+    ),
+    # tls.*: a certificate source, an issuer, a key size that fits, a client certificate with mTLS
+    (["tls.enabled=true"], ["modelship: tls.secretName", "existing kubernetes.io/tls", "tls.certManager"]),
+    (
+        ["tls.enabled=true", "tls.certManager.enabled=true"],
+        ["modelship: tls.certManager.issuerRef.name", "Issuer or ClusterIssuer"],
+    ),
+    (
+        [*TLS_CM, "tls.certManager.privateKey.algorithm=RSA"],
+        ["modelship: tls.certManager.privateKey.size", "RSA key is 2048, 4096, 8192 bits (got 256)"],
+    ),
+    (
+        [*TLS_SECRET, "tls.clientAuth=require"],
+        ["modelship: tls.clientSecretName", "helmTest.enabled connect(s)", "enable tls.certManager"],
+    ),
+    (
+        [*TLS_SECRET, "tls.clientAuth=require", "helmTest.enabled=false", "operator.enabled=true"],
+        ["modelship: tls.clientSecretName", "operator.enabled connect(s)"],
+    ),
+    (
+        [
+            *TLS_SECRET,
+            "tls.clientAuth=require",
+            "helmTest.enabled=false",
+            "metrics.serviceMonitor.enabled=true",
+        ],
+        ["modelship: tls.clientSecretName", "metrics.serviceMonitor.enabled connect(s)"],
+    ),
+    (
+        [*TLS_CM, "tls.clientAuth=require", "operator.enabled=true", "operator.podAccess=proxy"],
+        ["modelship: operator.podAccess", "operator.podAccess=direct", "pod proxy"],
     ),
 ]
 

@@ -256,3 +256,148 @@ Render an IntOrString value: a bare integer stays a number, anything else ("25%"
 {{- $s := toString . }}
 {{- if regexMatch "^[0-9]+$" $s }}{{ $s }}{{ else }}{{ $s | quote }}{{ end }}
 {{- end }}
+
+{{/*
+TLS (tls.*). The server mounts its Secret at modelship.tls.dir; the chart's clients (helm test,
+rollout operator) mount only the server Secret's ca.crt at modelship.tls.caDir and, with mTLS, the
+client Secret's tls.crt/tls.key at modelship.tls.clientDir. Every mount is a directory, never
+subPath: a subPath file never sees the kubelet update the Secret when cert-manager renews it.
+*/}}
+{{- define "modelship.tls.dir" -}}
+/etc/modelship/tls
+{{- end }}
+
+{{- define "modelship.tls.clientCADir" -}}
+/etc/modelship/tls-client-ca
+{{- end }}
+
+{{- define "modelship.tls.caDir" -}}
+/etc/modelship/tls-ca
+{{- end }}
+
+{{- define "modelship.tls.clientDir" -}}
+/etc/modelship/tls-client
+{{- end }}
+
+{{/*
+Return the server's kubernetes.io/tls Secret: tls.secretName, or "<fullname>-tls" (the Secret the
+chart's cert-manager Certificate writes).
+*/}}
+{{- define "modelship.tls.secretName" -}}
+{{- default (printf "%s-tls" (include "modelship.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{/*
+Return the name clients verify in the server certificate: tls.serverName or "<fullname>.<ns>.svc".
+*/}}
+{{- define "modelship.tls.serverName" -}}
+{{- default (printf "%s.%s.svc" (include "modelship.fullname" .) (include "modelship.namespace" .)) .Values.tls.serverName }}
+{{- end }}
+
+{{/*
+Return the Secret holding the client CA bundle (tls.clientCA.secretName, or the server Secret).
+*/}}
+{{- define "modelship.tls.clientCASecretName" -}}
+{{- default (include "modelship.tls.secretName" .) .Values.tls.clientCA.secretName }}
+{{- end }}
+
+{{/*
+Return "true" when the client CA comes from a Secret other than the server's (a second volume).
+*/}}
+{{- define "modelship.tls.separateClientCA" -}}
+{{- if ne (include "modelship.tls.clientCASecretName" .) (include "modelship.tls.secretName" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+Return the path of the client CA bundle in the server container (--tls_client_ca_file).
+*/}}
+{{- define "modelship.tls.clientCAFile" -}}
+{{- if include "modelship.tls.separateClientCA" . }}
+{{- printf "%s/%s" (include "modelship.tls.clientCADir" .) .Values.tls.clientCA.key }}
+{{- else }}
+{{- printf "%s/%s" (include "modelship.tls.dir" .) .Values.tls.clientCA.key }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the client certificate's Secret: tls.clientSecretName, or "<fullname>-client-tls" when the
+chart's cert-manager Certificate issues it (tls.clientAuth not none); empty when there is none.
+*/}}
+{{- define "modelship.tls.clientSecretName" -}}
+{{- if .Values.tls.clientSecretName }}
+{{- .Values.tls.clientSecretName }}
+{{- else if and .Values.tls.certManager.enabled (ne .Values.tls.clientAuth "none") }}
+{{- printf "%s-client-tls" (include "modelship.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return "true" when the chart's clients present the client certificate: TLS on with
+tls.clientAuth=require (validateValues makes sure the Secret is known then).
+*/}}
+{{- define "modelship.tls.presentClientCert" -}}
+{{- if and .Values.tls.enabled (eq .Values.tls.clientAuth "require") (include "modelship.tls.clientSecretName" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+Return the volumeMounts of a chart client of the server (helm test, rollout operator) with TLS on:
+the server's CA and, with mTLS, the client certificate. Indent with nindent.
+*/}}
+{{- define "modelship.tls.clientVolumeMounts" -}}
+{{- if .Values.tls.enabled }}
+- name: tls-ca
+  mountPath: {{ include "modelship.tls.caDir" . }}
+  readOnly: true
+{{- if include "modelship.tls.presentClientCert" . }}
+- name: tls-client
+  mountPath: {{ include "modelship.tls.clientDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the volumes that go with modelship.tls.clientVolumeMounts: only ca.crt of the server Secret
+(never the server's key) and tls.crt/tls.key of the client Secret.
+*/}}
+{{- define "modelship.tls.clientVolumes" -}}
+{{- if .Values.tls.enabled }}
+- name: tls-ca
+  secret:
+    secretName: {{ include "modelship.tls.secretName" . }}
+    defaultMode: 0440
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- if include "modelship.tls.presentClientCert" . }}
+- name: tls-client
+  secret:
+    secretName: {{ include "modelship.tls.clientSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Return the spec fields both cert-manager Certificates share (lifetime, key, issuer).
+*/}}
+{{- define "modelship.tls.certificateSpec" -}}
+{{- $cm := .Values.tls.certManager -}}
+duration: {{ $cm.duration }}
+renewBefore: {{ $cm.renewBefore }}
+privateKey:
+  algorithm: {{ $cm.privateKey.algorithm }}
+  {{- if ne $cm.privateKey.algorithm "Ed25519" }}
+  size: {{ int $cm.privateKey.size }}
+  {{- end }}
+  rotationPolicy: {{ $cm.privateKey.rotationPolicy }}
+issuerRef:
+  name: {{ $cm.issuerRef.name }}
+  kind: {{ $cm.issuerRef.kind }}
+  group: {{ $cm.issuerRef.group }}
+{{- end }}

@@ -16,6 +16,7 @@ values.schema.json checks types, enums and unknown keys; these are the rules tha
 {{- $messages = append $messages (include "modelship.validateValues.auth" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.ports" .) }}
 {{- $messages = append $messages (include "modelship.validateValues.traffic" .) }}
+{{- $messages = append $messages (include "modelship.validateValues.tls" .) }}
 {{- $messages = without $messages "" }}
 {{- if $messages }}
 {{- printf "\nVALUES VALIDATION:\n%s" (join "\n" $messages) | fail }}
@@ -292,6 +293,59 @@ modelship: traffic.config.models.{{ $name }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+TLS: a certificate source (an existing Secret or cert-manager with an issuer), a key size that fits
+the algorithm, and, with mTLS required, a client certificate for every chart client that talks to
+the server (helm test, rollout operator, ServiceMonitor); the API server's pod proxy cannot present
+one. tls.* values are ignored (and not checked) while tls.enabled is false.
+*/}}
+{{- define "modelship.validateValues.tls" -}}
+{{- $tls := .Values.tls }}
+{{- if $tls.enabled }}
+{{- $cm := $tls.certManager }}
+{{- if and (not $tls.secretName) (not $cm.enabled) }}
+modelship: tls.secretName
+    tls.enabled needs the server certificate: set tls.secretName to an existing kubernetes.io/tls
+    Secret (tls.crt, tls.key and ca.crt), or enable tls.certManager (with tls.certManager.issuerRef.name)
+    to have cert-manager issue it.
+{{- end }}
+{{- if $cm.enabled }}
+{{- if not $cm.issuerRef.name }}
+modelship: tls.certManager.issuerRef.name
+    tls.certManager.enabled needs the Issuer or ClusterIssuer that signs the certificates
+    (tls.certManager.issuerRef.name, and issuerRef.kind ClusterIssuer for a cluster-wide one).
+{{- end }}
+{{- $key := $cm.privateKey }}
+{{- $sizes := dict "ECDSA" (list 256 384 521) "RSA" (list 2048 4096 8192) }}
+{{- with get $sizes $key.algorithm }}
+{{- if not (has (int $key.size) .) }}
+modelship: tls.certManager.privateKey.size
+    A {{ $key.algorithm }} key is {{ join ", " . }} bits (got {{ $key.size }}).
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq $tls.clientAuth "require" }}
+{{- if not (include "modelship.tls.clientSecretName" .) }}
+{{- $clients := list }}
+{{- if .Values.helmTest.enabled }}{{ $clients = append $clients "helmTest.enabled" }}{{ end }}
+{{- if .Values.operator.enabled }}{{ $clients = append $clients "operator.enabled" }}{{ end }}
+{{- if .Values.metrics.serviceMonitor.enabled }}{{ $clients = append $clients "metrics.serviceMonitor.enabled" }}{{ end }}
+{{- if $clients }}
+modelship: tls.clientSecretName
+    tls.clientAuth=require refuses clients without a certificate, and {{ join ", " $clients }} connect(s)
+    to the server: set tls.clientSecretName to a kubernetes.io/tls Secret with a client certificate
+    (tls.crt, tls.key) issued by the client CA, or enable tls.certManager to have the chart issue one.
+{{- end }}
+{{- end }}
+{{- if and .Values.operator.enabled (eq .Values.operator.podAccess "proxy") }}
+modelship: operator.podAccess
+    tls.clientAuth=require needs operator.podAccess=direct: through the API server's pod proxy the
+    operator cannot present a client certificate, so the pods would refuse it.
 {{- end }}
 {{- end }}
 {{- end }}
