@@ -167,8 +167,12 @@ class TlsManager:
 
     # -- what the listeners take ------------------------------------------------------------
     def listener_context(self, purpose: Purpose) -> ssl.SSLContext:
-        """The context to listen with: it hands each handshake to the current generation."""
-        listening = server_context(self.material, self.client_auth, purpose)
+        """The context to listen with: it hands each handshake to the current generation.
+
+        It is the current generation's own context (built once, in ``__init__`` or ``reload``), so
+        a handshake before any rotation stays on it and later ones move to their successor.
+        """
+        listening = self._contexts[purpose]
 
         def current(connection: ssl.SSLObject, _server_name: str | None, _ctx: ssl.SSLContext) -> None:
             context = self._contexts[purpose]
